@@ -1,0 +1,49 @@
+"""The ``enclave`` command line (Typer). Each capability registers its own sub-app here.
+
+Deliberate errors (:class:`enclave.errors.EnclaveError`) become one line on stderr and the
+error's exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from enclave.cli import _app
+from enclave.errors import EnclaveError
+
+app = _app.app
+
+
+def _register() -> None:
+    # Imported for their side effect of adding commands to ``app``; one module per capability.
+    from enclave.cli import (  # noqa: F401
+        audit_cmd,
+        catalog_cmd,
+        home_cmd,
+        synth_cmd,
+        user_cmd,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    try:
+        app(standalone_mode=False)
+    except EnclaveError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.secho("aborted", err=True)
+        sys.exit(1)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
