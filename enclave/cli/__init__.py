@@ -20,9 +20,7 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``app``; one module per capability.
     from enclave.cli import (  # noqa: F401
         audit_cmd,
-        catalog_cmd,
         home_cmd,
-        synth_cmd,
         user_cmd,
     )
 
