@@ -139,7 +139,7 @@ def _anchor_after_commit(session: Session, settings: Settings, seq: int, digest:
         if latest:
             write_anchor(settings, *latest)
 
-    def _after_rollback(sess: Session) -> None:
+    def _after_rollback(sess: Session, _previous: object) -> None:
         sess.info.pop("audit_anchor", None)
 
     event.listen(session, "after_commit", _after_commit, once=True)
