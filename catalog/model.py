@@ -87,7 +87,9 @@ class Column(_Frozen):
     def _consistent(self) -> Column:
         where = f"column {self.name}"
         if self.role == "direct_identifier" and self.identifier is None:
-            raise ValueError(f"{where}: field 'identifier' is required when role is direct_identifier")
+            raise ValueError(
+                f"{where}: field 'identifier' is required when role is direct_identifier"
+            )
         if self.role != "direct_identifier" and self.identifier is not None:
             raise ValueError(
                 f"{where}: field 'identifier' is only allowed when role is direct_identifier "
@@ -206,7 +208,9 @@ class FileDef(_Frozen):
                 try:
                     names = pl.sql_expr(inv.expr).meta.root_names()
                 except Exception as exc:  # polars raises several types for bad SQL
-                    raise ValueError(f"field 'invariants[{i}].expr': not valid SQL: {exc}") from None
+                    raise ValueError(
+                        f"field 'invariants[{i}].expr': not valid SQL: {exc}"
+                    ) from None
                 _known(names, seen, f"invariants[{i}].expr")
         return self
 
@@ -301,7 +305,9 @@ class Catalog(_Frozen):
                 for inv in fd.invariants:
                     if inv.child_sum is not None:
                         self._cols_exist(
-                            fd, parent, [inv.child_sum.parent_column],
+                            fd,
+                            parent,
+                            [inv.child_sum.parent_column],
                             f"invariants[{inv.name}].child_sum.parent_column",
                         )
             for i, ref in enumerate(fd.references):
