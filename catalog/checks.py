@@ -215,7 +215,8 @@ def ban_valid_expr(expr: pl.Expr) -> pl.Expr:
         total = total + p // 10 + p % 10
     seventh_is_7 = expr.str.slice(6, 1) == "7"
     ok = ((total % BAN_DIVISOR) == 0) | (seventh_is_7 & (((total + 1) % BAN_DIVISOR) == 0))
-    return expr.str.contains(BAN_PATTERN) & ok.fill_null(False)
+    valid = expr.str.contains(BAN_PATTERN) & ok.fill_null(False)
+    return pl.when(expr.is_null()).then(None).otherwise(valid)
 
 
 # --- Registry ---------------------------------------------------------------------------------
