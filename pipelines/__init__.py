@@ -1,0 +1,1 @@
+"""Data pipelines: ingest of source files, provisioning of extracts, synthetic source data."""
