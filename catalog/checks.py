@@ -96,7 +96,7 @@ def tw_id_valid_expr(expr: pl.Expr) -> pl.Expr:
 
 # --- ICD-10-CM / ICD-10-PCS -----------------------------------------------------------------
 
-ICD10CM_PATTERN = r"^[A-TV-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$"
+ICD10CM_PATTERN = r"^[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$"
 ICD10PCS_PATTERN = r"^[0-9A-HJ-NP-Z]{7}$"
 _ICD10CM_RE = re.compile(ICD10CM_PATTERN)
 _ICD10PCS_RE = re.compile(ICD10PCS_PATTERN)

@@ -75,11 +75,11 @@ def test_scalar_and_vectorised_agree() -> None:
 
 def test_icd10cm_structure_and_chapters() -> None:
     cases = {"E119": 4, "I10": 9, "J069": 10, "S52501A": 19, "A009": 1, "C50911": 2, "D500": 3,
-             "F329": 5, "O9A1": 15, "T887XXA": 19, "Z0000": 21, "V0001XA": 20}  # fmt: skip
+             "F329": 5, "O9A1": 15, "T887XXA": 19, "Z0000": 21, "V0001XA": 20, "U071": 22}  # fmt: skip
     for code, chapter in cases.items():
         assert icd10cm_chapter(code) == chapter, code
         assert icd10cm_is_valid(code)
-    for bad in ("U071", "E11.9", "e119", "E1", "E1199999", "H96", "4659", None):
+    for bad in ("U99", "E11.9", "e119", "E1", "E1199999", "H96", "4659", None):
         assert not icd10cm_is_valid(bad), bad
     df = pl.DataFrame({"c": [*cases, "H96", None]})
     assert df.select(icd10_chapter_expr(pl.col("c"))).to_series().to_list() == [
