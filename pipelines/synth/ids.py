@@ -13,7 +13,7 @@ _LETTER_VALUES = {
 }  # fmt: skip
 LETTERS = np.array(list(_LETTER_VALUES))
 _VALUES = np.array(list(_LETTER_VALUES.values()))
-_DIGIT_WEIGHTS = np.array([8, 7, 6, 5, 4, 3, 2])  # serial digits 3..9 of the ID
+_DIGIT_WEIGHTS = np.array([7, 6, 5, 4, 3, 2, 1])  # serial digits 3..9 of the ID
 
 
 def national_id_check_digit(
