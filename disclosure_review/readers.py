@@ -56,10 +56,9 @@ def _read_csv(path: Path, label: str) -> list[Evidence]:
     separator = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
         frame = pl.read_csv(
-            io.StringIO(text).read().encode("utf-8"),
+            text.encode("utf-8"),
             separator=separator,
             infer_schema=False,
-            missing_utf8_is_empty_string=True,
             truncate_ragged_lines=False,
         )
     except Exception as exc:  # polars raises several ComputeError/NoDataError kinds
