@@ -20,7 +20,9 @@ def _register() -> None:
     # Imported for their side effect of adding commands to ``app``; one module per capability.
     from enclave.cli import (  # noqa: F401
         audit_cmd,
+        catalog_cmd,
         home_cmd,
+        synth_cmd,
         user_cmd,
     )
 
@@ -29,19 +31,8 @@ def main() -> None:
     """Console-script entry point."""
     _register()
     try:
-        app(standalone_mode=False)
+        # Standalone mode: usage errors print click's message and exit 2 by themselves.
+        app()
     except EnclaveError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.secho("aborted", err=True)
-        sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
