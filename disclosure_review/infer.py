@@ -31,9 +31,11 @@ _COUNT_EXACT = {
     "病人數", "患者數", "就醫人數", "就醫次數", "案件數", "家數", "院所數", "人年",
 }
 _COUNT_PART = re.compile(
-    r"(^n_|_n$|^n\d|count|freq|^num_|_num$|人數|件數|次數|人次|總數|個數|例數|筆數|家數|院所數)",
+    r"(^n_|_n$|^n\d|count|freq|^num_|_num$|denom|^base$|分母|人數|件數|次數|人次|總數|個數|例數|"
+    r"筆數|家數|院所數)",
     re.IGNORECASE,
 )
+_MARGIN_NAMES = {"total", "all", "合計", "總計", "小計", "總和"}
 _INSTITUTION = re.compile(r"(家數|院所數|n_hosp|hosp_n|institution|hospitals|clinics|facilit)",
                           re.IGNORECASE)
 _PERCENT = re.compile(
@@ -91,9 +93,24 @@ def numeric_column(frame: pl.DataFrame, column: str) -> NumericColumn:
     return NumericColumn(values=values, masked=masked, raw=text.to_list())
 
 
+_MASK_TOKEN = re.compile(
+    r"^\s*(\*+|x|X|-|–|—|\.\.|[<≤]\s*=?\s*\d+|\d+\s*[-–~]\s*\d+|NA|N/A|n/a|s|S|"
+    r"suppressed|masked)?\s*$"
+)
+
+
 def _share_numeric(frame: pl.DataFrame, column: str) -> float:
+    """Share of cells that are numbers or suppression marks (``*``, ``<6``, blank)."""
     col = numeric_column(frame, column)
-    return float((~col.masked).mean()) if len(col.masked) else 0.0
+    if not len(col.masked):
+        return 0.0
+    marks = [
+        bool(m) and (raw is None or bool(_MASK_TOKEN.match(raw)))
+        for raw, m in zip(col.raw, col.masked, strict=True)
+    ]
+    if not (~col.masked).any():
+        return 0.0  # labels such as "<65", "65+" are not a count column
+    return float(((~col.masked) | np.array(marks)).mean())
 
 
 def infer_spec(evidence: Evidence) -> TableSpec:
@@ -150,13 +167,19 @@ def infer_spec(evidence: Evidence) -> TableSpec:
         else:
             dims.append(name)
     notes: list[str] = []
-    if unnamed and not (counts or values or percent or regression):
+    if len(regression) < 2:
+        # One column called b, t, p or se is no regression table; judge it by its contents.
+        for name in regression:
+            (unnamed if _share_numeric(frame, name) >= 0.5 else dims).append(name)
+        regression = []
+    only_margins = bool(counts) and all(c.strip().casefold() in _MARGIN_NAMES for c in counts)
+    if unnamed and (only_margins or not counts) and not (values or percent or regression):
         # A wide cross-tabulation (age, F, M, Total): unnamed whole-number columns are
         # counts. Treating them so is the conservative reading; non-integers are values.
         for name in unnamed:
             col = numeric_column(frame, name)
             known = col.values[~col.masked]
-            if known.size and np.all(np.equal(np.mod(known, 1), 0)):
+            if not known.size or np.all(np.equal(np.mod(known, 1), 0)):
                 counts.append(name)
                 notes.append(f"column '{name}' read as a count (unnamed whole numbers)")
             else:
