@@ -1,4 +1,4 @@
-"""Shared helpers: write small outputs to a temp folder and check them with the real code."""
+"""Shared fixtures: write small outputs to a temp folder and check them with the real code."""
 
 from __future__ import annotations
 
@@ -41,11 +41,3 @@ def check(tmp_path: Path) -> Callable[..., CheckReport]:
 
     return _check
 
-
-def rules_of(report: CheckReport, severity: str | None = None) -> list[tuple[str, str]]:
-    """(rule, location) of each finding, optionally only of one severity."""
-    return [
-        (f.rule, f.location)
-        for f in report.findings
-        if severity is None or f.severity.value == severity
-    ]

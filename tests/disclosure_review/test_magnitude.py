@@ -1,6 +1,6 @@
 """Rule 2: magnitude tables; counts behind values, extremes, p% and n,k dominance."""
 
-from conftest import rules_of
+from dr_helpers import rules_of
 
 
 def test_value_resting_on_five_units_fails(check):

@@ -1,6 +1,6 @@
 """Rule 3: implied numerators and complements of percentages."""
 
-from conftest import rules_of
+from dr_helpers import rules_of
 
 
 def test_implied_numerator_and_complement_hand_computed(check):

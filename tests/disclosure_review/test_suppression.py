@@ -1,8 +1,8 @@
 """Rule 4: masked cells and their recoverability by linear programming."""
 
 import numpy as np
+from dr_helpers import rules_of
 
-from conftest import rules_of
 from disclosure_review.suppression import feasible_ranges, margin_constraints, mask_bounds
 
 RECOVERABLE = "region,A,B,Total\nnorth,*,10,13\nsouth,20,30,50\nTotal,23,40,63\n"

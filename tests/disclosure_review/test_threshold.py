@@ -1,6 +1,6 @@
 """Rule 1: counts must be more than 5 (5 fails, 6 passes); zeros review; invalid counts fail."""
 
-from conftest import rules_of
+from dr_helpers import rules_of
 
 
 def test_five_fails_six_passes(check):
