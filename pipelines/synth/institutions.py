@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -31,6 +31,7 @@ class Institutions:
 
     frame: pl.DataFrame  # HOSP_ID, level, hos, county, specialty, beds, name, phys_start, phys_n
     physicians: pl.Series  # national IDs of physicians/pharmacists
+    keys: dict = field(default_factory=dict)  # integer-coded lookups, see :func:`_keys`
 
 
 def make_institutions(people: int, rng: np.random.Generator) -> Institutions:
@@ -79,7 +80,35 @@ def make_institutions(people: int, rng: np.random.Generator) -> Institutions:
     total = int(df["phys_n"].sum())
     sex = rng.integers(1, 3, total)
     physicians = unique_national_ids(rng, sex, N_ID_BLOCKS - 1, N_ID_BLOCKS)
-    return Institutions(df, physicians)
+    return Institutions(df, physicians, _keys(df))
+
+
+def _keys(df: pl.DataFrame) -> dict:
+    # Integer codes of level/specialty/county so claim generators match institutions with
+    # integer searches instead of string arrays (the hot path of every chunk).
+    icd_ft = table("icd10cm_outpatient")["func_type"]
+    vocab = sorted({*df["specialty"].to_list(), *icd_ft.to_list(), "", "00", "01", "22"})
+    pos = {s: i for i, s in enumerate(vocab)}
+    level = df["level"].cast(pl.Int64).to_numpy()
+    spec = np.array([pos[s] for s in df["specialty"].to_list()], dtype=np.int64)
+    county = df["county"].to_numpy().astype(np.int64)
+    ls = level * 1000 + spec
+    return {
+        "level": level,
+        "spec": spec,
+        "county": county,
+        "spec_names": pl.Series(vocab),
+        "icd_spec": np.array([pos[s] for s in icd_ft.to_list()], dtype=np.int64),
+        "spec_00": pos["00"],
+        "spec_01": pos["01"],
+        "spec_22": pos["22"],
+        "spec_ph": pos[""],
+        "ls": ls,
+        "lsc": ls * 100 + county,
+        "hosp_id": df["HOSP_ID"],
+        "phys_start": df["phys_start"].to_numpy(),
+        "phys_n": df["phys_n"].to_numpy(),
+    }
 
 
 _STEMS = list("仁安康健福德和平信心慈恩明光長庚國泰新光宏恩聖馬大同榮民博愛聯合耕莘")
