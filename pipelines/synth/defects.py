@@ -4,8 +4,11 @@ Safety rules (so a fault never disturbs another file's integrity and faults neve
 - one fault per row; the original of a duplicated key stays clean and is never faulty;
 - field faults (bad_checksum, invalid_date, unknown_code) touch non-key columns only;
 - row faults (truncated_row, bad_encoding) and duplicate copies only hit rows flagged safe:
-  visits without orders, orders that are not ORDER_TYPE 1 (the Σ DRUG_DOT invariant), and
-  enrollment segments of people who hold a second segment in the year;
+  visits and admissions without orders, outpatient orders that are not ORDER_TYPE 1 (the
+  Σ DRUG_DOT invariant), inpatient orders of ORDER_TYPE 2 (drug and material lines count
+  in MED_DOT), and enrollment segments of people who hold a second segment in the year;
+  pharmacy dispensings always have drug lines and every drug line counts in Σ TOTAL_DOT =
+  DRUG_DOT, so H_NHI_DRUGE and H_NHI_DRUGO get field faults only;
 - bad_checksum only in claims files; MEDFA and H_NHI_DRUG stay clean (everything refers to them).
 """
 
@@ -31,8 +34,21 @@ FIELD_FAULTS: dict[str, dict[str, tuple[list[str], list[str]]]] = {
         "unknown_code": (["FUNC_TYPE"], ["ZZ", "99"]),
     },
     "H_NHI_OPDTO": {"unknown_code": (["DRUG_FRE"], ["XYZ", "QQQ"])},
+    "H_NHI_IPDTE": {
+        "bad_checksum": (["ID", "PRSN_ID"], []),
+        "invalid_date": (["ID_BIRTHDAY"], ["20230231", "20231301", "2023-05-01"]),
+        "unknown_code": (["TRAN_CODE"], ["X", "Z"]),
+    },
+    "H_NHI_IPDTO": {"unknown_code": (["ORDER_TYPE"], ["J", "W"])},
+    "H_NHI_DRUGE": {
+        "bad_checksum": (["ID", "PHAR_ID"], []),
+        "invalid_date": (["FUNC_DATE"], ["20230231", "20231301", "2023-05-01"]),
+        "unknown_code": (["R_CASE_TYPE"], ["ZZ", "99"]),
+    },
+    # A drug code absent from H_NHI_DRUG (the line's points stay, so Σ TOTAL_DOT holds).
+    "H_NHI_DRUGO": {"unknown_code": (["DRUG_NO"], ["ZZ99999999", "XX00000000"])},
 }
-INJECTED_FILES = ("H_NHI_ENROL", "H_NHI_OPDTE", "H_NHI_OPDTO")
+INJECTED_FILES = tuple(FIELD_FAULTS)
 
 
 def inject(
