@@ -80,10 +80,11 @@ class DisclosurePolicy(BaseModel):
 def default_policy_path() -> Path:
     """``disclosure.yaml`` in the configured policy folder (``ENCLAVE_POLICIES_DIR`` etc.)."""
     from enclave.config import load_settings, packaged_policies_dir
+    from enclave.errors import ConfigError
 
     try:
         folder = load_settings().policies_dir
-    except Exception:  # an uninitialised or odd home still has the packaged policies
+    except ConfigError:  # a broken settings file still leaves the packaged policies
         folder = packaged_policies_dir()
     return folder / POLICY_FILE
 
