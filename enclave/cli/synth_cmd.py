@@ -50,4 +50,6 @@ def synth_source(
     else:
         for name, n in summary.rows.items():
             typer.echo(f"{name}: {n} rows")
-        typer.echo(f"defects: {summary.defects}; opt-out spike month: {summary.optout['spike_month']}")
+        typer.echo(
+            f"defects: {summary.defects}; opt-out spike month: {summary.optout['spike_month']}"
+        )

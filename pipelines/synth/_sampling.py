@@ -30,14 +30,20 @@ def pick_within(groups: np.ndarray, keys: np.ndarray, rng: np.random.Generator) 
 def grouped_choice(
     group: np.ndarray, probs: dict[int, np.ndarray], rng: np.random.Generator
 ) -> np.ndarray:
-    """Index drawn from ``probs[g]`` for each element of ``group``."""
-    out = np.zeros(len(group), dtype=np.int64)
-    for g, p in probs.items():
-        m = group == g
-        k = int(m.sum())
-        if k:
-            out[m] = rng.choice(len(p), k, p=p)
-    return out
+    """Index drawn from ``probs[g]`` for each element of ``group`` (one uniform per element).
+
+    All groups' CDFs sit end to end in one array, group ``j`` shifted by ``j``; a single
+    ``searchsorted`` of ``j + u`` then samples every element at once, with no per-group
+    masks over the (large) input.
+    """
+    keys = sorted(probs)
+    k = len(probs[keys[0]])
+    cdf = np.concatenate([j + np.cumsum(probs[g]) for j, g in enumerate(keys)])
+    slot = np.full(max(keys) + 1, -1, dtype=np.int64)
+    slot[keys] = np.arange(len(keys))
+    j = slot[group]
+    pos = np.searchsorted(cdf, j + rng.random(len(group)), side="right") - j * k
+    return np.minimum(pos, k - 1)
 
 
 def running_seq(gid: np.ndarray, counters: np.ndarray) -> np.ndarray:

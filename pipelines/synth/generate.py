@@ -20,9 +20,9 @@ from enclave.errors import InputError
 from pipelines.synth import defects as dfx
 from pipelines.synth.columns import FILES, columns_for, primary_key_for
 from pipelines.synth.enrollment import make_enrollment
+from pipelines.synth.inpatient import make_admissions
 from pipelines.synth.institutions import Institutions, make_institutions
 from pipelines.synth.optout import write_optout
-from pipelines.synth.inpatient import make_admissions
 from pipelines.synth.outpatient import OutpatientState, make_visits, new_state
 from pipelines.synth.pharmacy import make_dispensings
 from pipelines.synth.population import People, make_people
@@ -232,7 +232,9 @@ def generate_source(
         pp = make_people(n, block=ci, ref_year=years[0], rng=np.random.default_rng(ss.spawn(1)[0]))
         all_ids.append(pp.id)
         for y in years:
-            rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, ci, y]).spawn(5)]
+            rngs = [
+                np.random.default_rng(s) for s in np.random.SeedSequence([seed, ci, y]).spawn(5)
+            ]
             rng_d = rngs[4]
             frames = _chunk_frames(pp, inst, y, todo, states[y], rngs[:4])
             for name, (df, safe) in frames.items():
@@ -256,7 +258,7 @@ def generate_source(
             sinks[("H_NHI_MEDFA", y)].write(_typed(medfa_rows(inst, y), "H_NHI_MEDFA"))
         if "H_NHI_DRUG" in todo:
             sinks[("H_NHI_DRUG", y)].write(_typed(drug_rows(y), "H_NHI_DRUG"))
-    for (f, _y), s in sinks.items():
+    for s in sinks.values():
         s.fh.close()
         summary.rows[s.path.name] = s.rows
         summary.paths.append(s.path)

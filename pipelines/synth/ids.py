@@ -85,7 +85,7 @@ _BAN_WEIGHTS = np.array([1, 2, 1, 2, 1, 2, 4])
 
 
 def bans(rng: np.random.Generator, n: int) -> pl.Series:
-    """Distinct valid 8-digit business numbers (統一編號, checksum sum of digit-products ≡ 0 mod 10)."""
+    """Distinct valid 8-digit business numbers (統一編號; Σ digit-products ≡ 0 mod 10)."""
     head = rng.choice(10_000_000, size=n, replace=False)
     digits = (head[:, None] // 10 ** np.arange(6, -1, -1)) % 10
     prods = digits * _BAN_WEIGHTS

@@ -14,7 +14,7 @@ def write_optout(
     out: Path, ids: pl.Series, years: list[int], share: float, rng: np.random.Generator
 ) -> dict:
     """Write ``out/optout/optout_<channel>.csv``; returns counts and the spike month (YYYYMM)."""
-    n = int(round(len(ids) * share))
+    n = round(len(ids) * share)
     who = rng.choice(len(ids), n, replace=False)
     months = np.array([y * 100 + m for y in years for m in range(1, 13)])
     w = np.ones(len(months))

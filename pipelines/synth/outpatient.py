@@ -63,7 +63,9 @@ def icd_probs() -> tuple[pl.DataFrame, dict[int, np.ndarray]]:
     probs = {}
     for s, s_code in ((1, "M"), (2, "F")):
         for b, b_code in enumerate("cae"):
-            ok = np.array([(x in ("", s_code)) and (b_code in a) for x, a in zip(sex, ages, strict=True)])
+            ok = np.array(
+                [(x in ("", s_code)) and (b_code in a) for x, a in zip(sex, ages, strict=True)]
+            )
             p = np.where(ok, w, 0.0)
             probs[s * 10 + b] = p / p.sum()
     return icd, probs
@@ -74,7 +76,9 @@ def letter_probs(name: str) -> dict[int, np.ndarray]:
     """Per ICD chapter letter (0..25), probabilities over the items of table ``name``."""
     items = table(name)
     weight = (
-        items["weight"].cast(pl.Float64).to_numpy() if "weight" in items.columns else np.ones(items.height)
+        items["weight"].cast(pl.Float64).to_numpy()
+        if "weight" in items.columns
+        else np.ones(items.height)
     )
     letters = items["icd_letters"].to_list()
     probs = {}
@@ -133,7 +137,9 @@ def next_month(ym: np.ndarray, k: int = 1) -> np.ndarray:
     return (m // 12) * 100 + m % 12 + 1
 
 
-def diagnoses(people: People, pidx: np.ndarray, rng: np.random.Generator, k: int) -> list[np.ndarray]:
+def diagnoses(
+    people: People, pidx: np.ndarray, rng: np.random.Generator, k: int
+) -> list[np.ndarray]:
     """``k`` independent ICD row indices per event, suited to the person's sex and age."""
     _, probs = icd_probs()
     g = people.sex[pidx] * 10 + _age_band(people.age[pidx])
@@ -206,9 +212,13 @@ def make_visits(
     pv = np.repeat(np.arange(nv), n_proc)
     pi = grouped_choice(letter[pv], letter_probs("procedures"), rng)
     price = dt["price"][di]
-    qty = np.where(dt["solid"][di] & ~dt["stat"][di], dt["use"][di] * dt["per_day"][di] * drug_day[dv], 1.0)
+    qty = np.where(
+        dt["solid"][di] & ~dt["stat"][di], dt["use"][di] * dt["per_day"][di] * drug_day[dv], 1.0
+    )
     dot = np.round(price * qty).astype(np.int64)
-    drug_dot = np.bincount(dv, weights=np.where(med_type[dv] == 0, dot, 0), minlength=nv).astype(np.int64)
+    drug_dot = np.bincount(dv, weights=np.where(med_type[dv] == 0, dot, 0), minlength=nv).astype(
+        np.int64
+    )
     procs = table("procedures")
     ppoints = procs["points"].cast(pl.Int64).to_numpy()[pi]
     treat_dot = np.bincount(pv, weights=ppoints, minlength=nv).astype(np.int64)
@@ -293,21 +303,44 @@ def make_visits(
     is_drug = order < len(dv)
     d_pos = np.where(is_drug, order, 0)
     p_pos = np.where(is_drug, 0, order - len(dv))
-    code = pl.select(
-        pl.when(pl.lit(pl.Series(is_drug)))
-        .then(pl.lit(dt["no"]).gather(pl.lit(pl.Series(di[d_pos] if len(dv) else np.zeros(n_lines, np.int64)))))
-        .otherwise(pl.lit(procs["code"]).gather(pl.lit(pl.Series(pi[p_pos] if len(pv) else np.zeros(n_lines, np.int64)))))
-    ).to_series() if n_lines else pl.Series([], dtype=pl.Utf8)
+    code = (
+        pl.select(
+            pl.when(pl.lit(pl.Series(is_drug)))
+            .then(
+                pl.lit(dt["no"]).gather(
+                    pl.lit(pl.Series(di[d_pos] if len(dv) else np.zeros(n_lines, np.int64)))
+                )
+            )
+            .otherwise(
+                pl.lit(procs["code"]).gather(
+                    pl.lit(pl.Series(pi[p_pos] if len(pv) else np.zeros(n_lines, np.int64)))
+                )
+            )
+        ).to_series()
+        if n_lines
+        else pl.Series([], dtype=pl.Utf8)
+    )
     sel = visits.select(KEY)
     orders = sel[owner].with_columns(
         ORDER_SEQ_NO=pl.Series(np.arange(n_lines) - first + 1),
         ORDER_TYPE=pl.Series(np.where(is_drug, np.where(med_type[owner] == 1, "4", "1"), "2")),
         DRUG_NO=code,
-        DRUG_USE=pl.Series(np.where(is_drug, dt["use"][di[d_pos]] if len(dv) else 0.0, np.nan)).fill_nan(None),
-        DRUG_FRE=optional(dt["fre"].gather(di[d_pos]) if len(dv) else pl.Series([None] * n_lines, dtype=pl.Utf8), is_drug),
-        UNIT_P=pl.Series(np.where(is_drug, price[d_pos] if len(dv) else 0.0, ppoints[p_pos] if len(pv) else 0.0).astype(np.float64)),
+        DRUG_USE=pl.Series(
+            np.where(is_drug, dt["use"][di[d_pos]] if len(dv) else 0.0, np.nan)
+        ).fill_nan(None),
+        DRUG_FRE=optional(
+            dt["fre"].gather(di[d_pos]) if len(dv) else pl.Series([None] * n_lines, dtype=pl.Utf8),
+            is_drug,
+        ),
+        UNIT_P=pl.Series(
+            np.where(
+                is_drug, price[d_pos] if len(dv) else 0.0, ppoints[p_pos] if len(pv) else 0.0
+            ).astype(np.float64)
+        ),
         TOTAL_Q=pl.Series(np.where(is_drug, qty[d_pos] if len(dv) else 0.0, 1.0)),
-        TOTAL_DOT=pl.Series(np.where(is_drug, dot[d_pos] if len(dv) else 0, ppoints[p_pos] if len(pv) else 0)),
+        TOTAL_DOT=pl.Series(
+            np.where(is_drug, dot[d_pos] if len(dv) else 0, ppoints[p_pos] if len(pv) else 0)
+        ),
         PAY_RATE=pl.lit(1.0),
     )
     return visits, orders, arrays

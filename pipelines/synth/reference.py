@@ -37,7 +37,9 @@ def drug_rows(year: int) -> pl.DataFrame:
             "DATA_YEAR": [year] * d.height,
             "DRUG_NO": drugs_no(d),
             "DRUG_NAME": d["name"],
-            "ATC_CODE": d["atc"],  # as listed: 5-character ATC groups are valid codes, not to be padded
+            "ATC_CODE": d[
+                "atc"
+            ],  # as listed: 5-character ATC groups are valid codes, not to be padded
             "UNIT_PRICE": d["unit_price"].cast(pl.Float64),
             "VALID_S_DATE": [20100101] * d.height,
             "VALID_E_DATE": pl.Series([None] * d.height, dtype=pl.Int64),

@@ -16,7 +16,11 @@ from pipelines.synth.generate import generate_source
 def _id_ok(s: str) -> bool:
     vals = dict(zip("ABCDEFGHJKLMNPQRSTUVXYWZIO", [*range(10, 34), 34, 35], strict=True))
     v = vals[s[0]]
-    total = v // 10 + (v % 10) * 9 + sum(int(d) * w for d, w in zip(s[1:9], range(8, 0, -1), strict=True))
+    total = (
+        v // 10
+        + (v % 10) * 9
+        + sum(int(d) * w for d, w in zip(s[1:9], range(8, 0, -1), strict=True))
+    )
     return (total + int(s[9])) % 10 == 0
 
 
@@ -44,11 +48,25 @@ def test_columns_keys_and_references(clean: Path) -> None:
     assert v.join(frames["H_NHI_ENROL"], on="ID", how="anti").height == 0
     assert v.join(frames["H_NHI_MEDFA"], on="HOSP_ID", how="anti").height == 0
     assert all(_id_ok(x) for x in v["ID"].unique().to_list() + v["PRSN_ID"].unique().to_list())
-    n = v.with_columns(pl.col(c).cast(pl.Int64) for c in
-                       ["DRUG_DOT", "TREAT_DOT", "DIAG_DOT", "DSVC_DOT", "T_DOT", "PART_DOT", "T_APPL_DOT"])
+    n = v.with_columns(
+        pl.col(c).cast(pl.Int64)
+        for c in [
+            "DRUG_DOT",
+            "TREAT_DOT",
+            "DIAG_DOT",
+            "DSVC_DOT",
+            "T_DOT",
+            "PART_DOT",
+            "T_APPL_DOT",
+        ]
+    )
     assert (n["T_DOT"] == n["DRUG_DOT"] + n["TREAT_DOT"] + n["DIAG_DOT"] + n["DSVC_DOT"]).all()
     assert (n["T_APPL_DOT"] == n["T_DOT"] - n["PART_DOT"]).all()
-    drug = o.filter(pl.col("ORDER_TYPE") == "1").group_by(key).agg(pl.col("TOTAL_DOT").cast(pl.Int64).sum())
+    drug = (
+        o.filter(pl.col("ORDER_TYPE") == "1")
+        .group_by(key)
+        .agg(pl.col("TOTAL_DOT").cast(pl.Int64).sum())
+    )
     chk = n.join(drug, on=key, how="left").with_columns(pl.col("TOTAL_DOT").fill_null(0))
     assert (chk["TOTAL_DOT"] == chk["DRUG_DOT"]).all()
 
@@ -56,7 +74,9 @@ def test_columns_keys_and_references(clean: Path) -> None:
 def test_realism(clean: Path) -> None:
     e = _read(clean / "H_NHI_ENROL_2023.csv").unique("ID")
     age = 2023 - e["ID_BIRTHDAY"].str.slice(0, 4).cast(pl.Int64)
-    assert abs((age >= 66).mean() - 0.18) < 0.02 + 0.01  # tolerance ±2 points (+1 for birth-day rounding)
+    assert (
+        abs((age >= 66).mean() - 0.18) < 0.02 + 0.01
+    )  # tolerance ±2 points (+1 for birth-day rounding)
     males = (e["ID_S"] == "1").sum()
     assert abs(100 * males / (e.height - males) - 98) <= 3
     assert (e["ID"].str.slice(1, 1) == e["ID_S"]).all()
@@ -114,21 +134,32 @@ def _scan(path: Path, name: str, enc: str) -> set[tuple[int, str]]:
                     pl.Series([row[c]]).str.to_date("%Y%m%d", strict=True)
                 except Exception:
                     found.add((i, "invalid_date"))
-        if row.get("ID_STATUS", "1") not in "12345" or row.get("DRUG_FRE", "") not in (
-            "", "QD", "BID", "TID", "QID", "HS", "PRN", "STAT", "ASORDER"
-        ) or row.get("FUNC_TYPE", "01") in ("ZZ", "99"):
+        if (
+            row.get("ID_STATUS", "1") not in "12345"
+            or row.get("DRUG_FRE", "")
+            not in ("", "QD", "BID", "TID", "QID", "HS", "PRN", "STAT", "ASORDER")
+            or row.get("FUNC_TYPE", "01") in ("ZZ", "99")
+        ):
             found.add((i, "unknown_code"))
     return found
 
 
 @pytest.mark.parametrize("encoding,codec", [("utf-8", "utf-8"), ("big5", "cp950")])
 def test_ground_truth_complete(tmp_path: Path, encoding: str, codec: str) -> None:
-    s = generate_source(tmp_path, people=600, years=[2023], seed=3, defect_rate=0.03, encoding=encoding)
+    s = generate_source(
+        tmp_path, people=600, years=[2023], seed=3, defect_rate=0.03, encoding=encoding
+    )
     with (tmp_path / "ground_truth" / "defects.csv").open(encoding="utf-8") as fh:
         truth = list(csv.DictReader(fh))
     assert len(truth) == s.defects > 50
-    assert {t["kind"] for t in truth} >= {"invalid_date", "unknown_code", "duplicate_key",
-                                          "truncated_row", "bad_encoding", "bad_checksum"}
+    assert {t["kind"] for t in truth} >= {
+        "invalid_date",
+        "unknown_code",
+        "duplicate_key",
+        "truncated_row",
+        "bad_encoding",
+        "bad_checksum",
+    }
     for name in ["H_NHI_ENROL", "H_NHI_OPDTE", "H_NHI_OPDTO"]:
         fn = f"{name}_2023.csv"
         listed = {(int(t["line"]), t["kind"]) for t in truth if t["file"] == fn}
@@ -149,6 +180,8 @@ def test_optout_spike(tmp_path: Path) -> None:
     assert df.columns == ["ID", "EFFECTIVE_DATE", "CHANNEL", "ACTION"]
     assert set(df["ACTION"]) <= {"optout", "withdraw"} and "withdraw" in set(df["ACTION"])
     assert df["ID"].is_duplicated().any()  # people on two lists
-    per_month = df.filter(pl.col("ACTION") == "optout")["EFFECTIVE_DATE"].str.slice(0, 6).value_counts()
+    per_month = (
+        df.filter(pl.col("ACTION") == "optout")["EFFECTIVE_DATE"].str.slice(0, 6).value_counts()
+    )
     top = per_month.sort("count", descending=True)[0]
     assert int(top["EFFECTIVE_DATE"][0]) == s.optout["spike_month"]
