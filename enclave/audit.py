@@ -203,19 +203,25 @@ def verify_rows(rows: Iterable[AuditEntry]) -> VerifyResult:
         count += 1
         if row.seq != expected_seq:
             return VerifyResult(
-                False, count, row.seq,
+                False,
+                count,
+                row.seq,
                 f"entry {row.seq}: expected sequence number {expected_seq} "
                 f"(an entry was deleted, inserted or reordered)",
             )
         if row.prev_hash != previous_hash:
             return VerifyResult(
-                False, count, row.seq,
+                False,
+                count,
+                row.seq,
                 f"entry {row.seq}: previous-hash link broken "
                 f"(an entry before it was deleted, inserted, reordered or edited)",
             )
         if entry_hash(_fields(row)) != row.entry_hash:
             return VerifyResult(
-                False, count, row.seq,
+                False,
+                count,
+                row.seq,
                 f"entry {row.seq}: content does not match its hash (the entry was edited)",
             )
         previous_hash = row.entry_hash
@@ -236,7 +242,9 @@ def verify(session: Session, settings: Settings) -> VerifyResult:
     head = session.get(AuditHead, 1)
     if head is None or (head.seq, head.entry_hash) != (last_seq, last_hash):
         return VerifyResult(
-            False, result.entries, last_seq + 1 if head and head.seq > last_seq else last_seq,
+            False,
+            result.entries,
+            last_seq + 1 if head and head.seq > last_seq else last_seq,
             "the chain head does not match the last entry (entries were removed from the end "
             "or the head was altered)",
         )
@@ -255,13 +263,17 @@ def verify(session: Session, settings: Settings) -> VerifyResult:
         return VerifyResult(False, result.entries, a_seq, "the anchor's signature is invalid")
     if a_seq > last_seq:
         return VerifyResult(
-            False, result.entries, last_seq + 1,
+            False,
+            result.entries,
+            last_seq + 1,
             f"entries {last_seq + 1}..{a_seq} were removed from the end of the chain",
         )
     anchored = session.get(AuditEntry, a_seq)
     if anchored is None or anchored.entry_hash != a_hash:
         return VerifyResult(
-            False, result.entries, a_seq,
+            False,
+            result.entries,
+            a_seq,
             f"entry {a_seq}: differs from the signed anchor (the chain was rewritten)",
         )
     return result

@@ -70,17 +70,30 @@ def init_home(
     admin_created = None
     with session_scope(settings) as session:
         if created:
-            audit.record(session, settings, actor="system", role="system", action="enclave.init",
-                         obj=str(home), details={"keys_created": keys_created})
+            audit.record(
+                session,
+                settings,
+                actor="system",
+                role="system",
+                action="enclave.init",
+                obj=str(home),
+                details={"keys_created": keys_created},
+            )
         if admin_username and not list_users(session):
             if not admin_password:
                 from enclave.errors import InputError
 
                 raise InputError("the first custodian needs a password")
             add_user(
-                session, settings, actor=admin_username, username=admin_username,
-                full_name=admin_full_name or admin_username, unit=admin_unit or "custodian",
-                roles=["custodian"], password=admin_password, bootstrap=True,
+                session,
+                settings,
+                actor=admin_username,
+                username=admin_username,
+                full_name=admin_full_name or admin_username,
+                unit=admin_unit or "custodian",
+                roles=["custodian"],
+                password=admin_password,
+                bootstrap=True,
             )
             admin_created = admin_username
     return InitResult(home, created, keys_created, admin_created)

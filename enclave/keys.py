@@ -221,8 +221,9 @@ class KeyStore:
         """
         items = [(n, self._wrapped_path(n)) for n in DEPLOYMENT_KEYS]
         items += list(extra_wrapped)
-        plain = [(n, p, self.provider.unwrap(p.read_bytes(), context=n)) for n, p in items
-                 if p.is_file()]
+        plain = [
+            (n, p, self.provider.unwrap(p.read_bytes(), context=n)) for n, p in items if p.is_file()
+        ]
         new_id = self.provider.rotate()
         for name, path, material in plain:
             self.store_wrapped(name, material, path=path)

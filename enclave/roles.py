@@ -40,7 +40,9 @@ def accounts_policy(settings: Settings | None = None) -> AccountsPolicy:
     for pair in policy.forbidden_combinations:
         unknown = set(pair) - known
         if unknown:
-            raise PolicyError(f"accounts.yaml: forbidden_combinations names unknown role(s) {unknown}")
+            raise PolicyError(
+                f"accounts.yaml: forbidden_combinations names unknown role(s) {unknown}"
+            )
     return policy
 
 
@@ -110,3 +112,15 @@ def check_distinct_persons(first: str, second: str, what: str) -> None:
     """Four-eyes rules: the second person must differ from the first."""
     if first == second:
         raise SeparationOfDutiesError(f"{what} needs a second person; {first} cannot do both")
+
+
+def check_may_review_application(steward: str, project_members: Collection[str]) -> None:
+    """A steward never decides an application or change of a project they work on."""
+    if steward in project_members:
+        raise SeparationOfDutiesError(
+            f"{steward} is a member of this project and may not decide its application or changes"
+        )
+
+
+def may_review_application(steward: str, project_members: Collection[str]) -> bool:
+    return steward not in project_members

@@ -95,8 +95,10 @@ def add_user(
     bootstrap: bool = False,
 ) -> User:
     """Create a personal account. Only a custodian may do this (``bootstrap`` for ``init``)."""
-    who = Actor(actor, frozenset({Role.CUSTODIAN.value})) if bootstrap else require(
-        session, actor, Role.CUSTODIAN
+    who = (
+        Actor(actor, frozenset({Role.CUSTODIAN.value}))
+        if bootstrap
+        else require(session, actor, Role.CUSTODIAN)
     )
     if not USERNAME_RE.match(username):
         raise InputError(
@@ -132,14 +134,20 @@ def add_user(
     session.add(user)
     session.flush()
     audit.record(
-        session, settings,
-        actor=who.username, role=Role.CUSTODIAN.value, action="user.add", obj=username,
+        session,
+        settings,
+        actor=who.username,
+        role=Role.CUSTODIAN.value,
+        action="user.add",
+        obj=username,
         details={"roles": sorted(r.value for r in wanted), "unit": unit, "supervisor": supervisor},
     )
     return user
 
 
-def grant_role(session: Session, settings: Settings, *, actor: str, username: str, role: str) -> None:
+def grant_role(
+    session: Session, settings: Settings, *, actor: str, username: str, role: str
+) -> None:
     """Give an existing user one more role, subject to the separation-of-duties policy."""
     who = require(session, actor, Role.CUSTODIAN)
     user = get_user(session, username)
@@ -150,8 +158,15 @@ def grant_role(session: Session, settings: Settings, *, actor: str, username: st
     if target.value in user.role_names:
         raise AlreadyExists(f"{username} already has role {target.value}")
     user.roles.append(UserRole(role=target.value, granted_at=clock.now(), granted_by=who.username))
-    audit.record(session, settings, actor=who.username, role="custodian", action="user.grant",
-                 obj=username, details={"role": target.value})
+    audit.record(
+        session,
+        settings,
+        actor=who.username,
+        role="custodian",
+        action="user.grant",
+        obj=username,
+        details={"role": target.value},
+    )
 
 
 def disable_user(
@@ -167,8 +182,15 @@ def disable_user(
     user.status = "disabled"
     user.disabled_at = clock.now()
     user.disabled_reason = reason
-    audit.record(session, settings, actor=who.username, role="custodian", action="user.disable",
-                 obj=username, reason=reason)
+    audit.record(
+        session,
+        settings,
+        actor=who.username,
+        role="custodian",
+        action="user.disable",
+        obj=username,
+        reason=reason,
+    )
     return user
 
 
@@ -192,9 +214,15 @@ def authenticate(session: Session, settings: Settings, username: str, password: 
             user.password_hash = _HASHER.hash(password)
     if ok and user is not None:
         user.last_login_at = clock.now()
-    audit.record(session, settings, actor=username if user else "unknown", role="user",
-                 action="user.login", obj=username,
-                 outcome=audit.Outcome.OK if ok else audit.Outcome.DENIED)
+    audit.record(
+        session,
+        settings,
+        actor=username if user else "unknown",
+        role="user",
+        action="user.login",
+        obj=username,
+        outcome=audit.Outcome.OK if ok else audit.Outcome.DENIED,
+    )
     return user if ok else None
 
 

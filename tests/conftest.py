@@ -18,8 +18,15 @@ ADMIN_PASSWORD = "correct-horse-battery-staple"
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the developer's enclave home, clock pin or acting user."""
-    for var in ("ENCLAVE_HOME", "ENCLAVE_DATABASE_URL", "ENCLAVE_POLICIES_DIR", "ENCLAVE_NOW",
-                "ENCLAVE_USER", "ENCLAVE_ADMIN_PASSWORD", "ENCLAVE_NEW_PASSWORD"):
+    for var in (
+        "ENCLAVE_HOME",
+        "ENCLAVE_DATABASE_URL",
+        "ENCLAVE_POLICIES_DIR",
+        "ENCLAVE_NOW",
+        "ENCLAVE_USER",
+        "ENCLAVE_ADMIN_PASSWORD",
+        "ENCLAVE_NEW_PASSWORD",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
     yield
@@ -30,6 +37,11 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
 def settings(tmp_path: Path) -> Settings:
     """An initialised enclave home with one custodian (``alice``)."""
     s = load_settings(tmp_path / "home")
-    init_home(s, admin_username=ADMIN, admin_full_name="Alice Lin", admin_unit="NHIA",
-              admin_password=ADMIN_PASSWORD)
+    init_home(
+        s,
+        admin_username=ADMIN,
+        admin_full_name="Alice Lin",
+        admin_unit="NHIA",
+        admin_password=ADMIN_PASSWORD,
+    )
     return s

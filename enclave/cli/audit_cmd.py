@@ -50,7 +50,9 @@ def verify_cmd(as_json: bool = JSON_OPTION) -> None:
 @audit_app.command("log")
 def log_cmd(
     actor: str = typer.Option(None, "--actor"),
-    action: str = typer.Option(None, "--action", help="Action, '*' wildcards allowed (e.g. 'user.*')."),
+    action: str = typer.Option(
+        None, "--action", help="Action, '*' wildcards allowed (e.g. 'user.*')."
+    ),
     project: str = typer.Option(None, "--project"),
     since: str = typer.Option(None, "--since", help="ISO date/time, inclusive."),
     until: str = typer.Option(None, "--until", help="ISO date/time, exclusive."),
@@ -72,24 +74,63 @@ def log_cmd(
                 check_may_audit(who.username, actor)
             exclude = who.username  # an auditor's own entries are for another auditor
         flt = audit.AuditFilter(
-            actor=actor, action=action, project=project,
-            since=_parse_time(since, "--since"), until=_parse_time(until, "--until"),
-            exclude_actor=exclude, limit=limit or None,
+            actor=actor,
+            action=action,
+            project=project,
+            since=_parse_time(since, "--since"),
+            until=_parse_time(until, "--until"),
+            exclude_actor=exclude,
+            limit=limit or None,
         )
         rows = [
-            {k: getattr(r, k) for k in ("seq", "ts", "actor", "role", "action", "object",
-                                        "project", "reason", "outcome", "details")}
+            {
+                k: getattr(r, k)
+                for k in (
+                    "seq",
+                    "ts",
+                    "actor",
+                    "role",
+                    "action",
+                    "object",
+                    "project",
+                    "reason",
+                    "outcome",
+                    "details",
+                )
+            }
             for r in audit.entries(session, flt)
         ]
-        audit.record(session, settings, actor=who.username, role=who.primary_role(Role.AUDITOR),
-                     action="audit.read", obj="audit_entries",
-                     details={"filter": {"actor": actor, "action": action, "project": project,
-                                         "since": since, "until": until}, "rows": len(rows)})
+        audit.record(
+            session,
+            settings,
+            actor=who.username,
+            role=who.primary_role(Role.AUDITOR),
+            action="audit.read",
+            obj="audit_entries",
+            details={
+                "filter": {
+                    "actor": actor,
+                    "action": action,
+                    "project": project,
+                    "since": since,
+                    "until": until,
+                },
+                "rows": len(rows),
+            },
+        )
     if as_json:
         print_json(rows)
         return
     table = Table("seq", "time", "actor", "role", "action", "object", "project", "outcome")
     for r in rows:
-        table.add_row(str(r["seq"]), r["ts"][:19], r["actor"], r["role"], r["action"],
-                      (r["object"] or "")[:40], r["project"] or "", r["outcome"])
+        table.add_row(
+            str(r["seq"]),
+            r["ts"][:19],
+            r["actor"],
+            r["role"],
+            r["action"],
+            (r["object"] or "")[:40],
+            r["project"] or "",
+            r["outcome"],
+        )
     Console().print(table)

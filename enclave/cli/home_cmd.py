@@ -25,11 +25,15 @@ def _password_from(stdin: bool, env_var: str, prompt: str) -> str | None:
 
 @app.command("init")
 def init_cmd(
-    home: Path = typer.Option(None, "--home", help="Enclave home (default $ENCLAVE_HOME or ./.enclave)."),
+    home: Path = typer.Option(
+        None, "--home", help="Enclave home (default $ENCLAVE_HOME or ./.enclave)."
+    ),
     admin: str = typer.Option(None, "--admin", help="User name of the first custodian."),
     admin_full_name: str = typer.Option("", "--admin-full-name"),
     admin_unit: str = typer.Option("", "--admin-unit"),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the custodian's password from stdin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the custodian's password from stdin."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create the enclave home: folders, settings, database schema, keys, first custodian."""
@@ -40,9 +44,16 @@ def init_cmd(
     if admin:
         password = _password_from(password_stdin, "ENCLAVE_ADMIN_PASSWORD", "Custodian password")
         if not password:
-            raise InputError("give the custodian's password (--password-stdin or ENCLAVE_ADMIN_PASSWORD)")
-    result = init_home(settings, admin_username=admin, admin_full_name=admin_full_name,
-                       admin_unit=admin_unit, admin_password=password)
+            raise InputError(
+                "give the custodian's password (--password-stdin or ENCLAVE_ADMIN_PASSWORD)"
+            )
+    result = init_home(
+        settings,
+        admin_username=admin,
+        admin_full_name=admin_full_name,
+        admin_unit=admin_unit,
+        admin_password=password,
+    )
     payload = {
         "home": str(result.home),
         "created": result.created,

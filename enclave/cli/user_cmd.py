@@ -19,7 +19,9 @@ app.add_typer(user_app, name="user")
 @user_app.command("add")
 def add_cmd(
     username: str,
-    role: list[str] = typer.Option(..., "--role", help="custodian, steward, reviewer, researcher or auditor (repeatable)."),
+    role: list[str] = typer.Option(
+        ..., "--role", help="custodian, steward, reviewer, researcher or auditor (repeatable)."
+    ),
     full_name: str = typer.Option(..., "--full-name"),
     unit: str = typer.Option(..., "--unit", help="The person's institution or department."),
     email: str = typer.Option(None, "--email"),
@@ -36,9 +38,18 @@ def add_cmd(
         raise InputError("give a password (--password-stdin or ENCLAVE_NEW_PASSWORD)")
     settings = load_settings()
     with session_scope(settings) as session:
-        user = add_user(session, settings, actor=actor_name(as_user), username=username,
-                        full_name=full_name, unit=unit, roles=role, password=password,
-                        email=email, supervisor=supervisor)
+        user = add_user(
+            session,
+            settings,
+            actor=actor_name(as_user),
+            username=username,
+            full_name=full_name,
+            unit=unit,
+            roles=role,
+            password=password,
+            email=email,
+            supervisor=supervisor,
+        )
         summary = user_summary(user)
     if as_json:
         print_json(summary)
@@ -73,8 +84,14 @@ def list_cmd(
         return
     table = Table("user", "name", "unit", "roles", "status", "last login")
     for row in rows:
-        table.add_row(str(row["username"]), str(row["full_name"]), str(row["unit"]),
-                      ", ".join(row["roles"]), str(row["status"]), str(row["last_login_at"] or "-"))
+        table.add_row(
+            str(row["username"]),
+            str(row["full_name"]),
+            str(row["unit"]),
+            ", ".join(row["roles"]),
+            str(row["status"]),
+            str(row["last_login_at"] or "-"),
+        )
     Console().print(table)
 
 

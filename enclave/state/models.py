@@ -142,3 +142,174 @@ class OptOutEvent(Base):
     source_file: Mapped[str] = mapped_column(Text, nullable=False)
     source_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+# --- Projects and billing (issue 4; migration 0003) ---------------------------------------
+
+
+class Project(Base):
+    """One research application and, once approved and paid, the project it becomes."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    applicant: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    institution: Mapped[str] = mapped_column(String(200), nullable=False)
+    project_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    spec_json: Mapped[str] = mapped_column(Text, nullable=False)
+    spec_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    review_started_on: Mapped[date | None] = mapped_column(Date)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    notice_date: Mapped[date | None] = mapped_column(Date)
+    paid_on: Mapped[date | None] = mapped_column(Date)
+    first_use_date: Mapped[date | None] = mapped_column(Date)
+    period_end: Mapped[date | None] = mapped_column(Date)
+    extension_months: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    approved_half_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    used_half_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    computers: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    members: Mapped[list[ProjectMember]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+    )
+    columns: Mapped[list[ProjectColumn]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+    )
+    file_years: Mapped[list[ProjectFileYear]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+    )
+    documents: Mapped[list[ProjectDocument]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class ProjectMember(Base):
+    """A person on a project (pi, co_pi, processor) and their signed declarations."""
+
+    __tablename__ = "project_members"
+    __table_args__ = (UniqueConstraint("project_id", "username"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    username: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    project_role: Mapped[str] = mapped_column(String(16), nullable=False)
+    unit: Mapped[str] = mapped_column(String(200), nullable=False)
+    proof_document_id: Mapped[int | None] = mapped_column(ForeignKey("project_documents.id"))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    contract_signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    confidentiality_signed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    project: Mapped[Project] = relationship(back_populates="members")
+
+
+class ProjectColumn(Base):
+    """One requested column of one file, its reason and the steward's decision."""
+
+    __tablename__ = "project_columns"
+    __table_args__ = (UniqueConstraint("project_id", "file", "column"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    file: Mapped[str] = mapped_column(String(32), nullable=False)
+    column: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    decision: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    change_id: Mapped[int | None] = mapped_column(Integer)
+
+    project: Mapped[Project] = relationship(back_populates="columns")
+
+
+class ProjectFileYear(Base):
+    """One requested (file, data year) and the steward's decision."""
+
+    __tablename__ = "project_file_years"
+    __table_args__ = (UniqueConstraint("project_id", "file", "year"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    file: Mapped[str] = mapped_column(String(32), nullable=False)
+    year: Mapped[int] = mapped_column(Integer, nullable=False)
+    decision: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    change_id: Mapped[int | None] = mapped_column(Integer)
+
+    project: Mapped[Project] = relationship(back_populates="file_years")
+
+
+class ProjectDocument(Base):
+    """A document stored under ``documents/<project>/`` with its SHA-256."""
+
+    __tablename__ = "project_documents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    file_name: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    project: Mapped[Project] = relationship(back_populates="documents")
+
+
+class ChangeRequest(Base):
+    """A change or extension request on a project, decided by a steward."""
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class FeeNotice(Base):
+    """A fee notice (繳費通知): the bill for an application, a change or an extension."""
+
+    __tablename__ = "fee_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), nullable=False, index=True)
+    purpose: Mapped[str] = mapped_column(String(32), nullable=False)
+    change_id: Mapped[int | None] = mapped_column(Integer)
+    issued_on: Mapped[date] = mapped_column(Date, nullable=False)
+    due_on: Mapped[date] = mapped_column(Date, nullable=False)
+    total: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    items: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    paid_on: Mapped[date | None] = mapped_column(Date)
+    payment_reference: Mapped[str | None] = mapped_column(Text)
+
+
+class LedgerEntry(Base):
+    """One charge (or reversal) in the billing ledger. Rows are only ever inserted."""
+
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    unit_price: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    occurred_on: Mapped[date] = mapped_column(Date, nullable=False, index=True)
+    reference: Mapped[str] = mapped_column(String(64), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")

@@ -18,8 +18,15 @@ from enclave.state.db import session_scope
 def _append(settings: Settings, n: int, actor: str = "system") -> None:
     with session_scope(settings) as session:
         for i in range(n):
-            audit.record(session, settings, actor=actor, role="system", action="test.event",
-                         obj=f"object-{i}", details={"i": i})
+            audit.record(
+                session,
+                settings,
+                actor=actor,
+                role="system",
+                action="test.event",
+                obj=f"object-{i}",
+                details={"i": i},
+            )
 
 
 def _verify(settings: Settings) -> audit.VerifyResult:
@@ -65,9 +72,19 @@ def test_insertion_is_named(settings: Settings) -> None:
         for (seq,) in rows:
             con.execute("UPDATE audit_entries SET seq=seq+1 WHERE seq=?", (seq,))
         prev = con.execute("SELECT entry_hash FROM audit_entries WHERE seq=3").fetchone()[0]
-        fields = {"seq": 4, "ts": "2026-01-01T00:00:00.000000+08:00", "actor": "mallory",
-                  "role": "custodian", "action": "user.add", "object": "mallory", "project": None,
-                  "reason": None, "outcome": "ok", "details": "{}", "prev_hash": prev}
+        fields = {
+            "seq": 4,
+            "ts": "2026-01-01T00:00:00.000000+08:00",
+            "actor": "mallory",
+            "role": "custodian",
+            "action": "user.add",
+            "object": "mallory",
+            "project": None,
+            "reason": None,
+            "outcome": "ok",
+            "details": "{}",
+            "prev_hash": prev,
+        }
         forged = audit.entry_hash(fields)
         # The forger re-links the displaced entry to the forged one (the unique prev_hash
         # constraint forbids two entries claiming the same predecessor).
@@ -97,7 +114,8 @@ def test_tail_truncation_is_caught_by_the_signed_anchor(settings: Settings) -> N
     _append(settings, 6)
     with _db(settings) as con:
         last, prev_hash = con.execute(
-            "SELECT seq, prev_hash FROM audit_entries ORDER BY seq DESC LIMIT 1").fetchone()
+            "SELECT seq, prev_hash FROM audit_entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
         con.execute("DELETE FROM audit_entries WHERE seq=?", (last,))
         # Even a careful forger who also rewinds the head row is caught.
         con.execute("UPDATE audit_head SET seq=?, entry_hash=? WHERE id=1", (last - 1, prev_hash))
@@ -112,17 +130,36 @@ def test_full_rewrite_is_caught_by_the_signed_anchor(settings: Settings) -> None
     with _db(settings) as con:
         rows = con.execute(
             "SELECT seq, ts, actor, role, action, object, project, reason, outcome, details "
-            "FROM audit_entries ORDER BY seq").fetchall()
+            "FROM audit_entries ORDER BY seq"
+        ).fetchall()
         prev = audit.GENESIS
         for row in rows:
-            fields = dict(zip(["seq", "ts", "actor", "role", "action", "object", "project",
-                               "reason", "outcome", "details"], row, strict=True))
+            fields = dict(
+                zip(
+                    [
+                        "seq",
+                        "ts",
+                        "actor",
+                        "role",
+                        "action",
+                        "object",
+                        "project",
+                        "reason",
+                        "outcome",
+                        "details",
+                    ],
+                    row,
+                    strict=True,
+                )
+            )
             if fields["seq"] == 2:
                 fields["object"] = "forged"
             fields["prev_hash"] = prev
             digest = audit.entry_hash(fields)
-            con.execute("UPDATE audit_entries SET prev_hash=?, entry_hash=?, object=? WHERE seq=?",
-                        (prev, digest, fields["object"], fields["seq"]))
+            con.execute(
+                "UPDATE audit_entries SET prev_hash=?, entry_hash=?, object=? WHERE seq=?",
+                (prev, digest, fields["object"], fields["seq"]),
+            )
             prev = digest
         con.execute("UPDATE audit_head SET entry_hash=? WHERE id=1", (prev,))
     result = _verify(settings)
@@ -154,8 +191,9 @@ def _writer(home: str, n: int, tag: str) -> None:
     s = load_settings(home)
     for i in range(n):
         with session_scope(s) as session:
-            audit.record(session, s, actor=tag, role="system", action="test.concurrent",
-                         obj=f"{tag}-{i}")
+            audit.record(
+                session, s, actor=tag, role="system", action="test.concurrent", obj=f"{tag}-{i}"
+            )
 
 
 def test_concurrent_writers_form_one_chain(settings: Settings) -> None:

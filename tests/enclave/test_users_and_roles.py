@@ -24,8 +24,16 @@ PW = "a-long-enough-password"
 
 def _add(settings: Settings, username: str, *roles: str, actor: str = "alice") -> None:
     with session_scope(settings) as s:
-        add_user(s, settings, actor=actor, username=username, full_name=username.title(),
-                 unit="NTU", roles=roles, password=PW)
+        add_user(
+            s,
+            settings,
+            actor=actor,
+            username=username,
+            full_name=username.title(),
+            unit="NTU",
+            roles=roles,
+            password=PW,
+        )
 
 
 def test_custodian_adds_and_passwords_are_argon2(settings: Settings) -> None:
@@ -80,8 +88,16 @@ def test_duplicate_and_short_password(settings: Settings) -> None:
     with pytest.raises(AlreadyExists):
         _add(settings, "ivan", "researcher")
     with pytest.raises(InputError, match="too short"), session_scope(settings) as s:
-        add_user(s, settings, actor="alice", username="judy", full_name="J", unit="U",
-                 roles=["researcher"], password="short")
+        add_user(
+            s,
+            settings,
+            actor="alice",
+            username="judy",
+            full_name="J",
+            unit="U",
+            roles=["researcher"],
+            password="short",
+        )
 
 
 def test_duty_rules() -> None:
@@ -101,8 +117,22 @@ def test_user_cli_and_auditor_cannot_read_own_entries(settings: Settings, monkey
     _register()
     runner = CliRunner()
     monkeypatch.setenv("ENCLAVE_NEW_PASSWORD", PW)
-    res = runner.invoke(_app.app, ["user", "add", "olga", "--role", "auditor", "--full-name",
-                                   "Olga", "--unit", "Audit office", "--as", "alice"])
+    res = runner.invoke(
+        _app.app,
+        [
+            "user",
+            "add",
+            "olga",
+            "--role",
+            "auditor",
+            "--full-name",
+            "Olga",
+            "--unit",
+            "Audit office",
+            "--as",
+            "alice",
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(_app.app, ["user", "list", "--json"])
     users = {u["username"]: u for u in json.loads(res.output)}
@@ -113,5 +143,7 @@ def test_user_cli_and_auditor_cannot_read_own_entries(settings: Settings, monkey
     res = runner.invoke(_app.app, ["audit", "log", "--as", "olga", "--json"])
     assert res.exit_code == 0
     assert all(r["actor"] != "olga" for r in json.loads(res.output))
-    res = runner.invoke(_app.app, ["user", "disable", "olga", "--reason", "retired", "--as", "alice"])
+    res = runner.invoke(
+        _app.app, ["user", "disable", "olga", "--reason", "retired", "--as", "alice"]
+    )
     assert res.exit_code == 0

@@ -1,0 +1,562 @@
+"""One ingest batch, end to end: stage, validate, pseudonymize, reconcile, publish, audit.
+
+Nothing of a batch is visible until the end: rows are staged under ``tmp/ingest-<batch>``
+and published with one rename per area (vault, quarantine, escrow), then recorded as
+committed together with the batch's audit entry. A batch killed at any point leaves the
+vault as it was; running it again starts the batch afresh. A batch whose files were all
+ingested before (same content checksums) does nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+from pydantic import Field
+from sqlalchemy import select
+
+from catalog import Catalog, load_catalog
+from catalog.model import FileDef
+from enclave import audit, clock
+from enclave.config import Settings
+from enclave.keys import KeyStore
+from enclave.policies import PolicyModel, load_policy
+from enclave.roles import Role
+from enclave.state.db import session_scope
+from enclave.state.models import IngestBatch, IngestFile
+from enclave.users import require
+from pipelines import vault
+from pipelines.ingest import crossrow, quarantine
+from pipelines.ingest.decode import read_chunks
+from pipelines.ingest.errors import IngestError, ValidatorDisagreement
+from pipelines.ingest.expectations import validate_distinct
+from pipelines.ingest.report import write_report
+from pipelines.ingest.rules import compile_rules, data_year, evaluate, typed
+from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover
+from pipelines.ingest.tokens import Tokenizer
+
+Progress = Callable[[str, int], None]
+
+
+class IngestPolicy(PolicyModel):
+    encodings: list[str] = Field(default_factory=lambda: ["utf-8", "cp950"])
+    chunk_bytes: int = 64 << 20
+    batch_rows: int = 1_000_000
+    soft_reference_action: str = "report"
+
+
+@dataclass
+class FileOutcome:
+    source_file: str
+    file_type: str
+    year: int
+    sha256: str
+    encoding: str = ""
+    status: str = "ingested"
+    rows_read: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    quarantined_by_rule: dict[str, int] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def reconciled(self) -> bool:
+        return self.rows_read == self.rows_accepted + self.rows_quarantined
+
+
+@dataclass
+class BatchResult:
+    batch: str
+    status: str
+    content_sha256: str
+    files: list[FileOutcome]
+    ignored: list[str]
+    report: str | None = None
+    tokens_hashed: int = 0
+
+    @property
+    def reconciled(self) -> bool:
+        return all(f.reconciled for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reconciled"] = self.reconciled
+        for f, obj in zip(data["files"], self.files, strict=True):
+            f["reconciled"] = obj.reconciled
+        return data
+
+
+def _fault_point(name: str) -> None:
+    """Crash on purpose at a named point (tests of crash safety set ENCLAVE_FAULT_POINT)."""
+    if os.environ.get("ENCLAVE_FAULT_POINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _content_checksum(sources: list[SourceFile]) -> str:
+    digest = hashlib.sha256()
+    for src in sorted(sources, key=lambda s: s.name):
+        digest.update(f"{src.name}\0{src.sha256}\n".encode())
+    return digest.hexdigest()
+
+
+def _already_ingested(session, sha: str) -> str | None:
+    row = session.execute(
+        select(IngestBatch.name)
+        .join(IngestFile)
+        .where(
+            IngestFile.sha256 == sha,
+            IngestBatch.status == "committed",
+            IngestFile.status == "ingested",
+        )
+    ).first()
+    return row[0] if row else None
+
+
+def _write_private_parquet(frame: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_parquet(path, compression="zstd")
+    os.chmod(path, 0o600)
+
+
+class _FileIngest:
+    """Streams one source file through decode → rules → tokens → staging."""
+
+    def __init__(
+        self,
+        src: SourceFile,
+        order: int,
+        catalog: Catalog,
+        tokenizer: Tokenizer,
+        staging: Path,
+        encoding: str,
+        chunk_bytes: int,
+    ) -> None:
+        self.src = src
+        self.order = order
+        self.fd: FileDef = src.definition
+        self.catalog = catalog
+        self.tokenizer = tokenizer
+        self.staging = staging
+        self.encoding = encoding
+        self.chunk_bytes = chunk_bytes
+        self.rules = compile_rules(self.fd, catalog)
+        self.rule_details = {(r.name, r.column): r.description for r in self.rules}
+        self.distinct: dict[str, list[pl.Series]] = {}
+        self.outcome = FileOutcome(src.name, self.fd.name, src.year, src.sha256, encoding=encoding)
+        self.invariant_fail: dict[str, int] = {}
+
+    def _track_distinct(self, frame: pl.DataFrame) -> None:
+        cols = [c.name for c in self.fd.columns]
+        uniques = frame.select(pl.col(c).unique().implode() for c in cols)
+        for c in cols:
+            self.distinct.setdefault(c, []).append(uniques.get_column(c)[0])
+
+    def _write_accepted(self, accepted: pl.DataFrame, chunk_no: int) -> None:
+        fd = self.fd
+        frame = accepted.with_columns(
+            data_year(fd).alias("_year"),
+            pl.lit(self.src.name).alias("_source"),
+            pl.lit(self.order, pl.Int32).alias("_order"),
+        )
+        frame = typed(frame, fd)
+        for inv in fd.invariants:
+            if inv.expr:
+                bad = frame.select((~pl.sql_expr(inv.expr)).fill_null(False).sum()).item()
+                if bad:
+                    self.invariant_fail[inv.name] = self.invariant_fail.get(inv.name, 0) + int(bad)
+        drop = [c.name for c in fd.drop_columns]
+        if drop:
+            frame = frame.drop(drop)
+        frame = frame.with_columns(
+            self.tokenizer.map_column(frame.get_column(c.name), c.identifier)
+            for c in fd.identifier_columns
+        )
+        for (year,), part in frame.partition_by("_year", as_dict=True, maintain_order=True).items():
+            out = (
+                self.staging
+                / "vault"
+                / f"file={fd.name}"
+                / f"year={year}"
+                / f"part-{self.order:03d}-{chunk_no:05d}.parquet"
+            )
+            _write_private_parquet(part.drop("_year"), out)
+
+    def run(self, progress: Progress | None) -> None:
+        fd = self.fd
+        columns = [c.name for c in fd.columns]
+        q_parts = []
+        for chunk_no, chunk in enumerate(
+            read_chunks(
+                self.src.path,
+                expected_columns=columns,
+                encoding=self.encoding,
+                chunk_bytes=self.chunk_bytes,
+            )
+        ):
+            self.outcome.rows_read += chunk.lines_read
+            if chunk.faults:
+                q_parts.append(
+                    quarantine.from_structural(chunk.faults, self.src.name, fd.name, self.encoding)
+                )
+            if chunk.frame.height:
+                self._track_distinct(chunk.frame)
+                accepted, rejected = evaluate(chunk.frame, self.rules)
+                if rejected.height:
+                    q_parts.append(
+                        quarantine.from_rejected(
+                            rejected, columns, self.src.name, fd.name, self.rule_details
+                        )
+                    )
+                if accepted.height:
+                    self._write_accepted(accepted, chunk_no)
+            if q_parts and sum(p.height for p in q_parts) > 200_000:
+                self._flush_quarantine(q_parts, chunk_no)
+                q_parts = []
+            _fault_point("after_first_chunk")
+            if progress:
+                progress(self.src.name, chunk.lines_read)
+        if q_parts:
+            self._flush_quarantine(q_parts, 99999)
+        for name, count in self.invariant_fail.items():
+            inv = next(i for i in fd.invariants if i.name == name)
+            self.outcome.warnings.append(
+                {
+                    "rule": f"invariant:{name}",
+                    "severity": inv.severity,
+                    "detail": inv.description.en,
+                    "rows": count,
+                    "sample_lines": [],
+                }
+            )
+
+    def _flush_quarantine(self, parts: list[pl.DataFrame], chunk_no: int) -> None:
+        out = self.staging / "quarantine" / f"{self.order:03d}-{chunk_no:05d}.parquet"
+        _write_private_parquet(pl.concat(parts), out)
+
+    def validate(self) -> None:
+        distinct = {c: pl.concat(parts).unique() for c, parts in self.distinct.items()}
+        results = validate_distinct(self.fd, self.catalog, distinct)
+        problems = [p for r in results for p in r.disagreements]
+        self.outcome.validation = [
+            {"column": r.column, "distinct_values": r.distinct_values, "expectations": r.results}
+            for r in results
+        ]
+        if problems:
+            raise ValidatorDisagreement(
+                f"{self.src.name}: great-expectations and the compiled rules disagree "
+                f"(nothing published): {'; '.join(problems[:5])}"
+            )
+        self.distinct.clear()
+
+
+def _staged_paths(staging: Path, file_type: str) -> list[Path]:
+    return sorted((staging / "vault" / f"file={file_type}").glob("year=*/*.parquet"))
+
+
+def _apply_crossrow(
+    staging: Path,
+    catalog: Catalog,
+    sources: list[SourceFile],
+    outcomes: dict[str, FileOutcome],
+    settings: Settings,
+    session,
+) -> None:
+    types = []
+    for src in sources:
+        if src.definition.name not in [t.name for t in types]:
+            types.append(src.definition)
+    related = set(t.name for t in types)
+    for t in types:
+        if t.parent:
+            related.add(t.parent.file)
+        related.update(r.file for r in t.references)
+    staged = {name: _staged_paths(staging, name) for name in related}
+    committed = {name: vault.file_paths(settings, session, name) for name in related}
+    results = crossrow.run(types, catalog, staged, committed)
+    encodings = {o.source_file: o.encoding for o in outcomes.values()}
+    by_name = {s.name: s for s in sources}
+    con = duckdb.connect(":memory:")
+    for t in types:
+        result = results[t.name]
+        for outcome in outcomes.values():
+            if outcome.file_type == t.name:
+                outcome.warnings.extend(result.warnings)
+        if not result.rejected:
+            continue
+        # A row both duplicated and orphaned is quarantined once, under its first rule.
+        seen: set[tuple[str, int]] = set()
+        result.rejected = [
+            r for r in result.rejected if (r[0], r[1]) not in seen and not seen.add((r[0], r[1]))
+        ]
+        wanted: dict[str, set[int]] = {}
+        for src_name, line, *_ in result.rejected:
+            wanted.setdefault(src_name, set()).add(line)
+        raws = {
+            name: quarantine.read_lines(by_name[name].path, encodings[name], lines)
+            for name, lines in wanted.items()
+        }
+        qframe = quarantine.from_crossrow(result.rejected, t.name, raws, encodings)
+        _write_private_parquet(qframe, staging / "quarantine" / f"crossrow-{t.name}.parquet")
+        # Rewrite this file type's staged rows without the rejected ones.
+        paths = staged[t.name]
+        con.register(
+            "rejects",
+            pl.DataFrame(
+                {
+                    "_source": [r[0] for r in result.rejected],
+                    "_line": [r[1] for r in result.rejected],
+                },
+                schema={"_source": pl.String, "_line": pl.Int64},
+            ).to_arrow(),
+        )
+        for path in paths:
+            kept = con.sql(
+                f"SELECT * FROM read_parquet('{path}') p ANTI JOIN rejects r "
+                "ON p._source = r._source AND p._line = r._line"
+            ).pl()
+            if kept.height:
+                _write_private_parquet(kept, path)
+            else:
+                path.unlink()
+        con.unregister("rejects")
+    con.close()
+
+
+def _count_staged(staging: Path, outcomes: dict[str, FileOutcome]) -> None:
+    paths = sorted((staging / "vault").glob("file=*/year=*/*.parquet"))
+    qpaths = sorted((staging / "quarantine").glob("*.parquet"))
+    con = duckdb.connect(":memory:")
+    accepted: dict[str, int] = {}
+    if paths:
+        accepted = dict(
+            con.execute(
+                f"SELECT _source, count(*) FROM read_parquet({[str(p) for p in paths]}, union_by_name=true) GROUP BY 1"
+            ).fetchall()
+        )
+    by_rule: dict[str, dict[str, int]] = {}
+    if qpaths:
+        for src, rule, n in con.execute(
+            f"SELECT source_file, rule, count(*) FROM read_parquet({[str(p) for p in qpaths]}) GROUP BY 1, 2"
+        ).fetchall():
+            by_rule.setdefault(src, {})[rule] = int(n)
+    con.close()
+    for name, outcome in outcomes.items():
+        outcome.rows_accepted = int(accepted.get(name, 0))
+        outcome.quarantined_by_rule = dict(sorted(by_rule.get(name, {}).items()))
+        outcome.rows_quarantined = sum(outcome.quarantined_by_rule.values())
+
+
+def _new_escrow(tokenizer: Tokenizer, settings: Settings) -> pl.DataFrame:
+    fresh = tokenizer.escrow_frame()
+    existing = sorted(vault.escrow_dir(settings).glob("batch=*/*.parquet"))
+    if existing and fresh.height:
+        con = duckdb.connect(":memory:")
+        con.register("fresh", fresh.to_arrow())
+        fresh = con.sql(
+            f"SELECT f.* FROM fresh f ANTI JOIN read_parquet({[str(p) for p in existing]}) e "
+            "ON f.kind = e.kind AND f.token = e.token"
+        ).pl()
+        con.close()
+    return fresh
+
+
+def ingest_directory(
+    settings: Settings,
+    src_dir: Path,
+    *,
+    actor: str,
+    batch_name: str | None = None,
+    encoding: str | None = None,
+    progress: Progress | None = None,
+    catalog: Catalog | None = None,
+) -> BatchResult:
+    """Ingest every recognised source file of ``src_dir`` as one batch.
+
+    Raises
+    ------
+    IngestError
+        No recognised file, a file that cannot be parsed at all (bad header, empty), a batch
+        name reused for other content.
+    ValidatorDisagreement
+        great-expectations and the compiled rules judged a value differently.
+    """
+    catalog = catalog or load_catalog()
+    policy = load_policy("ingest", IngestPolicy, settings)
+    src_dir = Path(src_dir)
+    with session_scope(settings) as session:
+        who = require(session, actor, Role.CUSTODIAN)
+        removed = vault.remove_uncommitted(settings, session)
+    sources, ignored = discover(src_dir, catalog)
+    if not sources:
+        raise IngestError(
+            f"{src_dir}: no source file recognised by the catalog "
+            "(expected names such as H_NHI_OPDTE_2023.csv)"
+        )
+    content = _content_checksum(sources)
+    name = batch_name or f"b{content[:12]}"
+    outcomes: dict[str, FileOutcome] = {}
+    to_process: list[SourceFile] = []
+    with session_scope(settings) as session:
+        existing = session.execute(
+            select(IngestBatch).where(IngestBatch.name == name)
+        ).scalar_one_or_none()
+        if existing is not None and existing.status == "committed":
+            if existing.content_sha256 == content:
+                files = [
+                    FileOutcome(
+                        f.file_name,
+                        f.file_type,
+                        f.data_year,
+                        f.sha256,
+                        f.encoding,
+                        "already_ingested",
+                        f.rows_read,
+                        f.rows_accepted,
+                        f.rows_quarantined,
+                    )
+                    for f in existing.files
+                ]
+                return BatchResult(name, "already_ingested", content, files, ignored)
+            raise IngestError(
+                f"batch name {name!r} was used for different files; choose another --batch"
+            )
+        for src in sources:
+            earlier = _already_ingested(session, src.sha256)
+            if earlier:
+                outcomes[src.name] = FileOutcome(
+                    src.name,
+                    src.definition.name,
+                    src.year,
+                    src.sha256,
+                    status=f"already_ingested:{earlier}",
+                )
+            else:
+                to_process.append(src)
+        audit.record(
+            session,
+            settings,
+            actor=who.username,
+            role=Role.CUSTODIAN.value,
+            action="ingest.start",
+            obj=name,
+            details={
+                "source_dir": str(src_dir),
+                "files": [s.name for s in sources],
+                "cleaned_up": removed,
+            },
+        )
+    staging = settings.tmp_dir / f"ingest-{name}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, mode=0o700)
+    keys = KeyStore.for_home(settings.keys_dir)
+    tokenizer = Tokenizer(keys.stage1_key(), keys.escrow_key())
+    try:
+        for order, src in enumerate(to_process):
+            enc = (
+                canonical_encoding(encoding)
+                if encoding
+                else detect_encoding(src.path, policy.encodings)
+            )
+            job = _FileIngest(src, order, catalog, tokenizer, staging, enc, policy.chunk_bytes)
+            job.run(progress)
+            job.validate()
+            outcomes[src.name] = job.outcome
+        processing = {k: v for k, v in outcomes.items() if v.status == "ingested"}
+        with session_scope(settings) as session:
+            _apply_crossrow(staging, catalog, to_process, processing, settings, session)
+        _count_staged(staging, processing)
+        unreconciled = [o.source_file for o in processing.values() if not o.reconciled]
+        if unreconciled:
+            raise IngestError(f"counts do not reconcile for {unreconciled}; nothing published")
+        escrow = _new_escrow(tokenizer, settings)
+        if escrow.height:
+            _write_private_parquet(escrow, staging / "escrow" / "escrow.parquet")
+        result = BatchResult(
+            name,
+            "committed",
+            content,
+            [outcomes[s.name] for s in sources],
+            ignored,
+            tokens_hashed=tokenizer.hashed,
+        )
+        report_dir = staging / "report"
+        write_report(result, report_dir)
+        _fault_point("before_publish")
+        for area, root in (
+            ("quarantine", settings.quarantine_dir),
+            ("escrow", vault.escrow_dir(settings)),
+            ("vault", settings.vault_dir),
+        ):
+            if (staging / area).is_dir():
+                root.mkdir(parents=True, exist_ok=True, mode=0o700)
+                vault.publish(staging / area, root / f"batch={name}")
+        _fault_point("after_publish")
+        reports = settings.batches_dir / name
+        if reports.exists():
+            shutil.rmtree(reports)
+        vault.publish(report_dir, reports)
+        result.report = str(reports / "report.html")
+        with session_scope(settings) as session:
+            batch = IngestBatch(
+                name=name,
+                source_dir=str(src_dir.resolve()),
+                content_sha256=content,
+                status="committed",
+                started_at=clock.now(),
+                finished_at=clock.now(),
+                actor=who.username,
+                summary=json.dumps(
+                    {"files": len(sources), "ignored": ignored, "tokens_hashed": tokenizer.hashed}
+                ),
+            )
+            batch.files = [
+                IngestFile(
+                    file_name=o.source_file,
+                    file_type=o.file_type,
+                    data_year=o.year,
+                    sha256=o.sha256,
+                    encoding=o.encoding or "-",
+                    rows_read=o.rows_read,
+                    rows_accepted=o.rows_accepted,
+                    rows_quarantined=o.rows_quarantined,
+                    status="ingested" if o.status == "ingested" else "skipped",
+                )
+                for o in result.files
+            ]
+            session.add(batch)
+            audit.record(
+                session,
+                settings,
+                actor=who.username,
+                role=Role.CUSTODIAN.value,
+                action="ingest.batch",
+                obj=name,
+                details={
+                    "content_sha256": content,
+                    "files": [
+                        {
+                            "file": o.source_file,
+                            "read": o.rows_read,
+                            "accepted": o.rows_accepted,
+                            "quarantined": o.rows_quarantined,
+                            "status": o.status,
+                        }
+                        for o in result.files
+                    ],
+                },
+            )
+        return result
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

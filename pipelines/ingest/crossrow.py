@@ -1,0 +1,212 @@
+"""Rules that need more than one row, run in DuckDB over the staged Parquet: primary-key
+uniqueness (within the batch and against the committed vault), orders without their claim
+(hard: quarantined), soft references and parent/child sum invariants (reported)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from catalog import Catalog
+from catalog.model import FileDef
+
+
+@dataclass
+class CrossRowOutcome:
+    rejected: list[tuple[str, int, str, str, str]] = field(default_factory=list)
+    """(source file, line, rule, column(s), detail)."""
+    warnings: list[dict] = field(default_factory=list)
+
+
+def _scan(paths: list[Path]) -> str:
+    quoted = ", ".join(f"'{p}'" for p in paths)
+    return f"read_parquet([{quoted}], union_by_name=true, hive_partitioning=false)"
+
+
+def _key(cols: list[str], alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{c}"' for c in cols)
+
+
+def _join(cols: list[str], left: str, right: str, right_cols: list[str] | None = None) -> str:
+    right_cols = right_cols or cols
+    return " AND ".join(
+        f'{left}."{a}" IS NOT DISTINCT FROM {right}."{b}"'
+        for a, b in zip(cols, right_cols, strict=True)
+    )
+
+
+def duplicate_keys(
+    con: duckdb.DuckDBPyConnection, definition: FileDef, staged: list[Path], committed: list[Path]
+) -> list[tuple[str, int, str, str, str]]:
+    """Rows repeating a primary key seen earlier (in file order) or already in the vault."""
+    if not staged:
+        return []
+    pk = definition.primary_key
+    rows = con.execute(f"""
+        WITH s AS (SELECT {_key(pk)}, _source, _order, _line FROM {_scan(staged)}),
+        ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY {_key(pk)} ORDER BY _order, _line) AS rn,
+                   first_value(_line) OVER (PARTITION BY {_key(pk)} ORDER BY _order, _line) AS first_line,
+                   first_value(_source) OVER (PARTITION BY {_key(pk)} ORDER BY _order, _line) AS first_source
+            FROM s)
+        SELECT _source, _line, 'repeats the key of ' || first_source || ' line ' || first_line
+        FROM ranked WHERE rn > 1
+    """).fetchall()
+    out = [(src, int(line), "duplicate_key", "+".join(pk), detail) for src, line, detail in rows]
+    if committed:
+        rows = con.execute(f"""
+            SELECT s._source, s._line FROM {_scan(staged)} s
+            SEMI JOIN (SELECT {_key(pk)} FROM {_scan(committed)}) v ON {_join(pk, "s", "v")}
+        """).fetchall()
+        out += [
+            (src, int(line), "duplicate_key", "+".join(pk), "key already in the vault")
+            for src, line in rows
+        ]
+    return out
+
+
+def missing_parents(
+    con: duckdb.DuckDBPyConnection,
+    definition: FileDef,
+    staged: list[Path],
+    parent_paths: list[Path],
+) -> list[tuple[str, int, str, str, str]]:
+    """Order rows whose claim is neither in this batch (accepted) nor in the vault."""
+    if not staged or definition.parent is None:
+        return []
+    cols = definition.parent.columns
+    if parent_paths:
+        sql = f"""
+            SELECT c._source, c._line FROM {_scan(staged)} c
+            ANTI JOIN (SELECT DISTINCT {_key(cols)} FROM {_scan(parent_paths)}) p
+            ON {_join(cols, "c", "p")}"""
+    else:
+        sql = f"SELECT _source, _line FROM {_scan(staged)}"
+    return [
+        (
+            src,
+            int(line),
+            "missing_parent",
+            "+".join(cols),
+            f"no {definition.parent.file} row with this claim key",
+        )
+        for src, line in con.execute(sql).fetchall()
+    ]
+
+
+def soft_references(
+    con: duckdb.DuckDBPyConnection,
+    definition: FileDef,
+    staged: list[Path],
+    targets: dict[str, list[Path]],
+) -> list[dict]:
+    """Count rows whose reference does not resolve (reported, not quarantined)."""
+    warnings = []
+    for ref in definition.references:
+        target = targets.get(ref.file, [])
+        where = ""
+        if ref.where:
+            clauses = [
+                f'c."{col}" IN ({", ".join(repr(v) for v in vals)})'
+                for col, vals in ref.where.items()
+            ]
+            where = "AND " + " AND ".join(clauses)
+        present = " AND ".join(f'c."{col}" IS NOT NULL' for col in ref.columns)
+        if target:
+            sql = f"""
+                SELECT count(*), list(c._line ORDER BY c._line)[1:10] FROM {_scan(staged)} c
+                WHERE {present} {where} AND NOT EXISTS (
+                    SELECT 1 FROM {_scan(target)} t WHERE {_join(ref.columns, "c", "t", ref.file_columns)})"""
+        else:
+            sql = f"SELECT count(*), list(c._line ORDER BY c._line)[1:10] FROM {_scan(staged)} c WHERE {present} {where}"
+        count, sample = con.execute(sql).fetchone()
+        if count:
+            warnings.append(
+                {
+                    "rule": "unresolved_reference",
+                    "severity": ref.severity,
+                    "detail": f"{'+'.join(ref.columns)} → {ref.file}.{'+'.join(ref.file_columns)}",
+                    "rows": int(count),
+                    "sample_lines": [int(x) for x in (sample or [])],
+                }
+            )
+    return warnings
+
+
+def child_sums(
+    con: duckdb.DuckDBPyConnection,
+    definition: FileDef,
+    staged: list[Path],
+    parent_paths: list[Path],
+) -> list[dict]:
+    """Parent/child sum invariants (e.g. Σ drug order points = claim drug points)."""
+    warnings = []
+    if definition.parent is None or not staged or not parent_paths:
+        return warnings
+    cols = definition.parent.columns
+    for inv in definition.invariants:
+        if inv.child_sum is None:
+            continue
+        cs = inv.child_sum
+        where = ""
+        if cs.where:
+            where = "WHERE " + " AND ".join(
+                f'"{col}" IN ({", ".join(repr(v) for v in vals)})' for col, vals in cs.where.items()
+            )
+        count = con.execute(f"""
+            WITH c AS (SELECT {_key(cols)}, sum("{cs.column}") AS total FROM {_scan(staged)} {where}
+                       GROUP BY {_key(cols)})
+            SELECT count(*) FROM {_scan(parent_paths)} p JOIN c ON {_join(cols, "p", "c")}
+            WHERE c.total IS DISTINCT FROM p."{cs.parent_column}"
+        """).fetchone()[0]
+        if count:
+            warnings.append(
+                {
+                    "rule": f"invariant:{inv.name}",
+                    "severity": inv.severity,
+                    "detail": inv.description.en,
+                    "rows": int(count),
+                    "sample_lines": [],
+                }
+            )
+    return warnings
+
+
+def run(
+    definitions: list[FileDef],
+    catalog: Catalog,
+    staged: dict[str, list[Path]],
+    committed: dict[str, list[Path]],
+) -> dict[str, CrossRowOutcome]:
+    """Cross-row rules for every file type of the batch, parents before children.
+
+    ``staged`` maps file type → staged Parquet paths; ``committed`` the vault's paths.
+    Parent keys of children are checked against the parents' accepted rows (after their own
+    duplicate removal the key still exists, so only quarantined parents orphan children).
+    """
+    con = duckdb.connect(":memory:")
+    con.execute("SET preserve_insertion_order=false")
+    outcomes: dict[str, CrossRowOutcome] = {}
+    for definition in definitions:
+        outcome = CrossRowOutcome()
+        paths = staged.get(definition.name, [])
+        outcome.rejected += duplicate_keys(
+            con, definition, paths, committed.get(definition.name, [])
+        )
+        if definition.parent is not None:
+            parents = staged.get(definition.parent.file, []) + committed.get(
+                definition.parent.file, []
+            )
+            outcome.rejected += missing_parents(con, definition, paths, parents)
+            outcome.warnings += child_sums(con, definition, paths, parents)
+        targets = {
+            ref.file: staged.get(ref.file, []) + committed.get(ref.file, [])
+            for ref in definition.references
+        }
+        outcome.warnings += soft_references(con, definition, paths, targets)
+        outcomes[definition.name] = outcome
+    con.close()
+    return outcomes
