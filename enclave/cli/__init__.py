@@ -21,6 +21,7 @@ def _register() -> None:
     from enclave.cli import (  # noqa: F401
         audit_cmd,
         catalog_cmd,
+        export_cmd,
         home_cmd,
         synth_cmd,
         user_cmd,

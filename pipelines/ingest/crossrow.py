@@ -121,7 +121,10 @@ def soft_references(
                 WHERE {present} {where} AND NOT EXISTS (
                     SELECT 1 FROM {_scan(target)} t WHERE {_join(ref.columns, "c", "t", ref.file_columns)})"""
         else:
-            sql = f"SELECT count(*), list(c._line ORDER BY c._line)[1:10] FROM {_scan(staged)} c WHERE {present} {where}"
+            sql = (
+                f"SELECT count(*), list(c._line ORDER BY c._line)[1:10] "
+                f"FROM {_scan(staged)} c WHERE {present} {where}"
+            )
         count, sample = con.execute(sql).fetchone()
         if count:
             warnings.append(
