@@ -19,10 +19,13 @@ app = _app.app
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``; one module per capability.
     from enclave.cli import (  # noqa: F401
+        accounts_cmd,
         audit_cmd,
+        billing_cmd,
         catalog_cmd,
         export_cmd,
         home_cmd,
+        project_cmd,
         synth_cmd,
         user_cmd,
     )

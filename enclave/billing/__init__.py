@@ -1,0 +1,1 @@
+"""Billing: fee computation from the published schedule, the ledger, invoices and reports."""
