@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import polars as pl
 
 from catalog import Catalog
 from catalog.model import FileDef
@@ -73,15 +74,27 @@ def missing_parents(
     definition: FileDef,
     staged: list[Path],
     parent_paths: list[Path],
+    parent_rejected: list[tuple[str, int, str, str, str]] = (),  # type: ignore[assignment]
 ) -> list[tuple[str, int, str, str, str]]:
-    """Order rows whose claim is neither in this batch (accepted) nor in the vault."""
+    """Order rows whose claim is neither in this batch (accepted) nor in the vault.
+
+    ``parent_rejected`` are parent rows this pass is quarantining; they do not count.
+    """
     if not staged or definition.parent is None:
         return []
     cols = definition.parent.columns
+    con.register(
+        "parent_rejected",
+        pl.DataFrame(
+            {"_source": [r[0] for r in parent_rejected], "_line": [r[1] for r in parent_rejected]},
+            schema={"_source": pl.String, "_line": pl.Int64},
+        ).to_arrow(),
+    )
     if parent_paths:
         sql = f"""
             SELECT c._source, c._line FROM {_scan(staged)} c
-            ANTI JOIN (SELECT DISTINCT {_key(cols)} FROM {_scan(parent_paths)}) p
+            ANTI JOIN (SELECT DISTINCT {_key(cols)} FROM {_scan(parent_paths)} p
+                       ANTI JOIN parent_rejected r ON p._source = r._source AND p._line = r._line) p
             ON {_join(cols, "c", "p")}"""
     else:
         sql = f"SELECT _source, _line FROM {_scan(staged)}"
@@ -97,46 +110,59 @@ def missing_parents(
     ]
 
 
-def soft_references(
+def references(
     con: duckdb.DuckDBPyConnection,
     definition: FileDef,
     staged: list[Path],
     targets: dict[str, list[Path]],
-) -> list[dict]:
-    """Count rows whose reference does not resolve (reported, not quarantined)."""
-    warnings = []
+    catalog: Catalog,
+) -> tuple[list[tuple[str, int, str, str, str]], list[dict]]:
+    """Rows whose reference does not resolve.
+
+    ``severity: error`` references quarantine the row (``unknown_code`` when the target is a
+    reference/code file such as the drug list, else ``unresolved_reference``); ``warn``
+    references are counted and reported with sample lines.
+    """
+    rejected: list[tuple[str, int, str, str, str]] = []
+    warnings: list[dict] = []
+    if not staged:
+        return rejected, warnings
     for ref in definition.references:
         target = targets.get(ref.file, [])
         where = ""
         if ref.where:
-            clauses = [
-                f'c."{col}" IN ({", ".join(repr(v) for v in vals)})'
-                for col, vals in ref.where.items()
-            ]
+            clauses = [f'c."{col}" IN ({", ".join(repr(v) for v in vals)})' for col, vals in ref.where.items()]
             where = "AND " + " AND ".join(clauses)
         present = " AND ".join(f'c."{col}" IS NOT NULL' for col in ref.columns)
+        unresolved = ""
         if target:
-            sql = f"""
-                SELECT count(*), list(c._line ORDER BY c._line)[1:10] FROM {_scan(staged)} c
-                WHERE {present} {where} AND NOT EXISTS (
-                    SELECT 1 FROM {_scan(target)} t WHERE {_join(ref.columns, "c", "t", ref.file_columns)})"""
-        else:
-            sql = (
-                f"SELECT count(*), list(c._line ORDER BY c._line)[1:10] "
-                f"FROM {_scan(staged)} c WHERE {present} {where}"
+            unresolved = (
+                f"AND NOT EXISTS (SELECT 1 FROM {_scan(target)} t "
+                f"WHERE {_join(ref.columns, 'c', 't', ref.file_columns)})"
             )
-        count, sample = con.execute(sql).fetchone()
+        detail = f"{'+'.join(ref.columns)} not found in {ref.file}.{'+'.join(ref.file_columns)}"
+        if ref.severity == "error":
+            rule = "unknown_code" if catalog.file(ref.file).kind == "reference" else "unresolved_reference"
+            rows = con.execute(
+                f"SELECT c._source, c._line FROM {_scan(staged)} c WHERE {present} {where} {unresolved}"
+            ).fetchall()
+            rejected += [(src, int(line), rule, "+".join(ref.columns), detail) for src, line in rows]
+            continue
+        count, sample = con.execute(
+            f"SELECT count(*), list(c._line ORDER BY c._line)[1:10] FROM {_scan(staged)} c "
+            f"WHERE {present} {where} {unresolved}"
+        ).fetchall()[0]
         if count:
             warnings.append(
                 {
                     "rule": "unresolved_reference",
                     "severity": ref.severity,
-                    "detail": f"{'+'.join(ref.columns)} → {ref.file}.{'+'.join(ref.file_columns)}",
+                    "detail": detail,
                     "rows": int(count),
                     "sample_lines": [int(x) for x in (sample or [])],
                 }
             )
-    return warnings
+    return rejected, warnings
 
 
 def child_sums(
@@ -164,7 +190,7 @@ def child_sums(
                        GROUP BY {_key(cols)})
             SELECT count(*) FROM {_scan(parent_paths)} p JOIN c ON {_join(cols, "p", "c")}
             WHERE c.total IS DISTINCT FROM p."{cs.parent_column}"
-        """).fetchone()[0]
+        """).fetchall()[0][0]
         if count:
             warnings.append(
                 {
@@ -196,20 +222,18 @@ def run(
     for definition in definitions:
         outcome = CrossRowOutcome()
         paths = staged.get(definition.name, [])
-        outcome.rejected += duplicate_keys(
-            con, definition, paths, committed.get(definition.name, [])
-        )
+        outcome.rejected += duplicate_keys(con, definition, paths, committed.get(definition.name, []))
+        targets = {ref.file: staged.get(ref.file, []) + committed.get(ref.file, []) for ref in definition.references}
+        bad_refs, ref_warnings = references(con, definition, paths, targets, catalog)
+        outcome.rejected += bad_refs
+        outcome.warnings += ref_warnings
         if definition.parent is not None:
-            parents = staged.get(definition.parent.file, []) + committed.get(
-                definition.parent.file, []
+            parents = staged.get(definition.parent.file, []) + committed.get(definition.parent.file, [])
+            parent_outcome = outcomes.get(definition.parent.file)
+            outcome.rejected += missing_parents(
+                con, definition, paths, parents, parent_outcome.rejected if parent_outcome else []
             )
-            outcome.rejected += missing_parents(con, definition, paths, parents)
             outcome.warnings += child_sums(con, definition, paths, parents)
-        targets = {
-            ref.file: staged.get(ref.file, []) + committed.get(ref.file, [])
-            for ref in definition.references
-        }
-        outcome.warnings += soft_references(con, definition, paths, targets)
         outcomes[definition.name] = outcome
     con.close()
     return outcomes

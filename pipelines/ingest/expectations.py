@@ -88,9 +88,7 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
     name = column.name
     out: list[PlannedExpectation] = []
     if column.required:
-        out.append(
-            PlannedExpectation("missing_value", name, e.ExpectColumnValuesToNotBeNull(column=name))
-        )
+        out.append(PlannedExpectation("missing_value", name, e.ExpectColumnValuesToNotBeNull(column=name)))
     if column.type == "date":
         out.append(
             PlannedExpectation(
@@ -116,9 +114,7 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
         )
     elif column.type == "integer":
         out.append(
-            PlannedExpectation(
-                "not_integer", name, e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?\d+$")
-            )
+            PlannedExpectation("not_integer", name, e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?\d+$"))
         )
     elif column.type == "decimal":
         out.append(
@@ -133,9 +129,7 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
             PlannedExpectation(
                 "out_of_range",
                 name,
-                e.ExpectColumnValuesToBeBetween(
-                    column=name, min_value=column.range.min, max_value=column.range.max
-                ),
+                e.ExpectColumnValuesToBeBetween(column=name, min_value=column.range.min, max_value=column.range.max),
                 numeric=True,
             )
         )
@@ -144,16 +138,12 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
             PlannedExpectation(
                 "unknown_code",
                 name,
-                e.ExpectColumnValuesToBeInSet(
-                    column=name, value_set=list(catalog.codeset(column.codes).values)
-                ),
+                e.ExpectColumnValuesToBeInSet(column=name, value_set=list(catalog.codeset(column.codes).values)),
             )
         )
     if column.pattern and column.type not in ("date", "yearmonth"):
         out.append(
-            PlannedExpectation(
-                "pattern", name, e.ExpectColumnValuesToMatchRegex(column=name, regex=column.pattern)
-            )
+            PlannedExpectation("pattern", name, e.ExpectColumnValuesToMatchRegex(column=name, regex=column.pattern))
         )
     if column.check:
         cls = _catalog_check_expectation()
@@ -175,9 +165,7 @@ class ColumnValidation:
     disagreements: list[str]
 
 
-def validate_distinct(
-    definition: FileDef, catalog: Catalog, distinct: dict[str, pl.Series]
-) -> list[ColumnValidation]:
+def validate_distinct(definition: FileDef, catalog: Catalog, distinct: dict[str, pl.Series]) -> list[ColumnValidation]:
     """Run each column's suite on its distinct values and cross-check with the Polars rules."""
     gx = _gx()
     context = gx.get_context(mode="ephemeral")
@@ -191,56 +179,53 @@ def validate_distinct(
         if not planned or values is None:
             continue
         text = pd.DataFrame({column.name: pd.Series(values.to_list(), dtype=object)})
-        numeric = pd.DataFrame(
-            {column.name: pd.to_numeric(text[column.name], errors="coerce")}
-        ).dropna()
+        numeric = pd.DataFrame({column.name: pd.to_numeric(text[column.name], errors="coerce")}).dropna()
         results: list[dict[str, Any]] = []
         ge_bad: dict[str, set] = {}
-        for item in planned:
-            frame = numeric if item.numeric else text
-            one = context.suites.add(
-                gx.ExpectationSuite(name=f"{definition.name}.{column.name}.{len(results)}")
-            )
-            one.add_expectation(item.expectation)
-            vd = context.validation_definitions.add(
-                gx.ValidationDefinition(
-                    name=f"{definition.name}.{column.name}.{len(results)}",
-                    data=batch_def,
-                    suite=one,
+        # One validation run per column and value kind (text / numeric) keeps the fixed cost
+        # of a great-expectations run low; results come back in suite order (checked).
+        for numeric_group in (False, True):
+            group = [item for item in planned if item.numeric == numeric_group]
+            if not group:
+                continue
+            frame = numeric if numeric_group else text
+            name = f"{definition.name}.{column.name}.{'num' if numeric_group else 'text'}"
+            suite = context.suites.add(gx.ExpectationSuite(name=name))
+            for item in group:
+                suite.add_expectation(item.expectation)
+            vd = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
+            run = vd.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"})
+            if len(run.results) != len(group):
+                raise RuntimeError(f"great-expectations returned {len(run.results)} results for {len(group)}")
+            for item, res in zip(group, run.results, strict=True):
+                if res.expectation_config.type != item.expectation.expectation_type:
+                    raise RuntimeError(f"great-expectations reordered the results of {name}")
+                if res.exception_info and res.exception_info.get("raised_exception"):
+                    raise RuntimeError(
+                        f"great-expectations failed on {definition.name}.{column.name}: "
+                        f"{res.exception_info.get('exception_message')}"
+                    )
+                unexpected = res.result.get("unexpected_list") or []
+                if item.rule == "missing_value":
+                    unexpected = [None] if values.null_count() else []
+                bad = {None if pd.isna(v) else str(v) for v in unexpected}
+                if item.numeric:
+                    # Map numeric outliers back to the source text.
+                    bad_numbers = {float(v) for v in unexpected}
+                    bad = {str(v) for v in values.drop_nulls().to_list() if _as_float(v) in bad_numbers}
+                ge_bad.setdefault(item.rule, set()).update(bad)
+                results.append(
+                    {
+                        "expectation": res.expectation_config.type,
+                        "kwargs": {
+                            k: v for k, v in res.expectation_config.kwargs.items() if k not in ("batch_id", "value_set")
+                        },
+                        "rule": item.rule,
+                        "success": bool(res.success),
+                        "distinct_unexpected": len(bad),
+                        "sample_unexpected": sorted(x for x in bad if x is not None)[:10],
+                    }
                 )
-            )
-            run = vd.run(
-                batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"}
-            )
-            res = run.results[0]
-            if res.exception_info and res.exception_info.get("raised_exception"):
-                raise RuntimeError(
-                    f"great-expectations failed on {definition.name}.{column.name}: "
-                    f"{res.exception_info.get('exception_message')}"
-                )
-            unexpected = res.result.get("unexpected_list") or []
-            if item.rule == "missing_value":
-                unexpected = [None] if values.null_count() else []
-            bad = {None if pd.isna(v) else str(v) for v in unexpected}
-            if item.numeric:
-                # Map numeric outliers back to the source text.
-                bad_numbers = {float(v) for v in unexpected}
-                bad = {str(v) for v in values.drop_nulls().to_list() if _as_float(v) in bad_numbers}
-            ge_bad.setdefault(item.rule, set()).update(bad)
-            results.append(
-                {
-                    "expectation": res.expectation_config.type,
-                    "kwargs": {
-                        k: v
-                        for k, v in res.expectation_config.kwargs.items()
-                        if k not in ("batch_id", "value_set")
-                    },
-                    "rule": item.rule,
-                    "success": bool(res.success),
-                    "distinct_unexpected": len(bad),
-                    "sample_unexpected": sorted(x for x in bad if x is not None)[:10],
-                }
-            )
         disagreements = _cross_check(column, catalog, values, ge_bad)
         validations.append(ColumnValidation(column.name, values.len(), results, disagreements))
     return validations
@@ -253,9 +238,7 @@ def _as_float(value: str) -> float | None:
         return None
 
 
-def _cross_check(
-    column: Column, catalog: Catalog, values: pl.Series, ge_bad: dict[str, set]
-) -> list[str]:
+def _cross_check(column: Column, catalog: Catalog, values: pl.Series, ge_bad: dict[str, set]) -> list[str]:
     frame = pl.DataFrame({column.name: values})
     ours: dict[str, set] = {}
     for rule in column_rules(column, catalog):
