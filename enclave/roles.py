@@ -124,3 +124,13 @@ def check_may_review_application(steward: str, project_members: Collection[str])
 
 def may_review_application(steward: str, project_members: Collection[str]) -> bool:
     return steward not in project_members
+
+
+def check_is_project_member(username: str, project_members: Collection[str], project: str) -> None:
+    """Only a current member of a project may submit or withdraw its outputs."""
+    if username not in project_members:
+        raise PermissionDenied(f"{username} is not a member of project {project}")
+
+
+def may_act_for_project(username: str, project_members: Collection[str]) -> bool:
+    return username in project_members

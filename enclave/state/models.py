@@ -313,3 +313,88 @@ class LedgerEntry(Base):
     actor: Mapped[str] = mapped_column(String(64), nullable=False)
     posted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+
+
+# --- Export requests, reviews, notifications (issue 6; migration 0004) --------------------
+
+
+class ExportRequest(Base):
+    """One request to take outputs out of the enclave (see ``disclosure_review.requests``)."""
+
+    __tablename__ = "export_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    project_code: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    author: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    purpose: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    folder: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    check_verdict: Mapped[str | None] = mapped_column(String(16))
+    check_report: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    policy_label: Mapped[str | None] = mapped_column(Text)
+    two_reviewers: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    outbox: Mapped[str | None] = mapped_column(Text)
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recalled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recall_reason: Mapped[str | None] = mapped_column(Text)
+
+    files: Mapped[list[ExportFile]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ExportFile.id",
+    )
+    decisions: Mapped[list[ExportDecision]] = relationship(
+        back_populates="request", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ExportDecision.id",
+    )
+
+
+class ExportFile(Base):
+    """One file of an export request, as copied into the immutable request folder."""
+
+    __tablename__ = "export_files"
+    __table_args__ = (UniqueConstraint("request_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("export_requests.id"), nullable=False)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cells_name: Mapped[str | None] = mapped_column(Text)
+    cells_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    request: Mapped[ExportRequest] = relationship(back_populates="files")
+
+
+class ExportDecision(Base):
+    """A reviewer's decision (approve, reject, request_changes) with its stated reason."""
+
+    __tablename__ = "export_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("export_requests.id"), nullable=False)
+    reviewer: Mapped[str] = mapped_column(String(64), nullable=False)
+    decision: Mapped[str] = mapped_column(String(32), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+    request: Mapped[ExportRequest] = relationship(back_populates="decisions")
+
+
+class Notification(Base):
+    """A message for one user inside the system (e.g. a recalled output for the PI)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    project_code: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    subject: Mapped[str] = mapped_column(Text, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    object: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -41,3 +41,51 @@ def check(tmp_path: Path) -> Callable[..., CheckReport]:
 
     return _check
 
+
+
+# --- Export requests (review queue and release) ------------------------------------------
+# Projects are inserted as ORM rows (issue 4's tables) in the state an export needs: active,
+# with a PI, a processor and current members; people are created through enclave.users.
+
+PROJECT = "P2026-0001"
+PASSWORD = "correct-horse-battery-staple"
+
+
+def _add_people(settings, people: dict[str, list[str]]) -> None:
+    from enclave.state.db import session_scope
+    from enclave.users import add_user
+
+    with session_scope(settings) as session:
+        for name, roles in people.items():
+            add_user(session, settings, actor="alice", username=name,
+                     full_name=name.title(), unit="NTU", roles=roles, password=PASSWORD)
+
+
+def make_project(settings, code: str = PROJECT, *, status: str = "active",
+                 members: dict[str, str] | None = None) -> None:
+    """Insert an active project with ``members`` (username → pi/co_pi/processor)."""
+    from enclave import clock
+    from enclave.state.db import session_scope
+    from enclave.state.models import Project, ProjectMember
+
+    members = members or {"pia": "pi", "rex": "processor"}
+    moment = clock.now()
+    with session_scope(settings) as session:
+        project = Project(code=code, applicant=next(iter(members)), institution="NTU",
+                          project_type="academic", title="Diabetes outcomes", status=status,
+                          spec_json="{}", spec_sha256="0" * 64, submitted_at=moment,
+                          status_changed_at=moment)
+        project.members = [ProjectMember(username=u, project_role=r, unit="NTU",
+                                         added_at=moment) for u, r in members.items()]
+        session.add(project)
+
+
+@pytest.fixture
+def enclave_project(settings):
+    """Home with researchers pia (PI) and rex, reviewers vera and walt, reviewer-member
+    rita (a reviewer who also works on the project), and active project P2026-0001."""
+    _add_people(settings, {"pia": ["researcher"], "rex": ["researcher"],
+                           "vera": ["reviewer"], "walt": ["reviewer"],
+                           "rita": ["reviewer", "researcher"], "oscar": ["researcher"]})
+    make_project(settings, members={"pia": "pi", "rex": "processor", "rita": "co_pi"})
+    return settings
