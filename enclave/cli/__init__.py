@@ -26,6 +26,7 @@ def _register() -> None:
         export_cmd,
         home_cmd,
         project_cmd,
+        review_cmd,
         synth_cmd,
         user_cmd,
     )
