@@ -25,6 +25,8 @@ def _register() -> None:
         catalog_cmd,
         export_cmd,
         home_cmd,
+        ingest_cmd,
+        optout_cmd,
         project_cmd,
         review_cmd,
         synth_cmd,

@@ -168,7 +168,11 @@ class ColumnValidation:
 def validate_distinct(definition: FileDef, catalog: Catalog, distinct: dict[str, pl.Series]) -> list[ColumnValidation]:
     """Run each column's suite on its distinct values and cross-check with the Polars rules."""
     gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    # The CLI shows its own progress; great-expectations' per-metric bars would flood stderr.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas(f"{definition.name}_distinct")
     asset = source.add_dataframe_asset("column")
     batch_def = asset.add_batch_definition_whole_dataframe("distinct values")
