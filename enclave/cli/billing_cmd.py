@@ -57,9 +57,11 @@ def pay_cmd(
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
+    actor = actor_name(as_user)
+    with service.audited_refusal(settings, actor=actor, action="billing.payment", obj=number), \
+            session_scope(settings) as session:
         notice = service.record_payment(
-            session, settings, actor=actor_name(as_user), notice_number=number,
+            session, settings, actor=actor, notice_number=number,
             paid_on=date.fromisoformat(paid_on) if paid_on else service.today(),
             reference=reference)
         status = notice.status
@@ -78,13 +80,15 @@ def charge_cmd(
 ) -> None:
     """Post a usage or service charge priced from the fee schedule (custodian)."""
     from enclave.billing import ledger
-    from enclave.projects.service import today
+    from enclave.projects.service import audited_refusal, today
     from enclave.roles import Role
     from enclave.users import require
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        who = require(session, actor_name(as_user), Role.CUSTODIAN)
+    actor = actor_name(as_user)
+    with audited_refusal(settings, actor=actor, action="billing.charge", obj=kind,
+                         project=project), session_scope(settings) as session:
+        who = require(session, actor, Role.CUSTODIAN)
         entry = ledger.post_at_schedule(
             session, settings, project_id=project, kind=kind, quantity=quantity,
             occurred_on=date.fromisoformat(on) if on else today(), reference=reference,

@@ -6,6 +6,8 @@ rule lives here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -13,9 +15,10 @@ import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from enclave.cli._app import AS_OPTION, JSON_OPTION, actor_name, app, print_json
-from enclave.config import load_settings
+from enclave.config import Settings, load_settings
 from enclave.errors import InputError
 from enclave.state.db import session_scope
 
@@ -24,6 +27,19 @@ project_app = typer.Typer(help="Research projects: apply, review, changes, lifec
 app.add_typer(project_app, name="project")
 
 REASON_OPTION = typer.Option(..., "--reason", help="The reason, recorded in the audit log.")
+
+
+@contextmanager
+def _transaction(
+    settings: Settings, as_user: str | None, action: str, obj: str, project: str | None = None
+) -> Iterator[tuple[Session, str]]:
+    """One transaction for a command; a refusal is audited (denied) after the rollback."""
+    from enclave.projects.service import audited_refusal
+
+    actor = actor_name(as_user)
+    with audited_refusal(settings, actor=actor, action=action, obj=obj, project=project), \
+            session_scope(settings) as session:
+        yield session, actor
 
 
 def _parse_refusals(values: list[str], *, years: bool) -> dict:
@@ -53,8 +69,8 @@ def apply_cmd(spec: Path, as_user: str = AS_OPTION, as_json: bool = JSON_OPTION)
 
     settings = load_settings()
     form = load_spec(spec)
-    with session_scope(settings) as session:
-        project = service.apply(session, settings, actor=actor_name(as_user), spec=form,
+    with _transaction(settings, as_user, "project.apply", str(spec), None) as (session, actor):
+        project = service.apply(session, settings, actor=actor, spec=form,
                                 spec_dir=spec.resolve().parent)
         result = {"code": project.code, "status": project.status}
     if as_json:
@@ -144,9 +160,9 @@ def approve_cmd(
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
+    with _transaction(settings, as_user, "project.approve", code, code) as (session, actor):
         notice = service.approve(
-            session, settings, actor=actor_name(as_user), code=code, reason=reason,
+            session, settings, actor=actor, code=code, reason=reason,
             refused_columns=_parse_refusals(refuse_column, years=False),
             refused_file_years=_parse_refusals(refuse_year, years=True))
         result = {"code": code, "notice": notice.number, "total": notice.total,
@@ -164,8 +180,8 @@ def reject_cmd(code: str, reason: str = REASON_OPTION, as_user: str = AS_OPTION)
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        service.reject(session, settings, actor=actor_name(as_user), code=code, reason=reason)
+    with _transaction(settings, as_user, "project.reject", code, code) as (session, actor):
+        service.reject(session, settings, actor=actor, code=code, reason=reason)
     typer.echo(f"{code} rejected")
 
 
@@ -175,8 +191,8 @@ def clarify_cmd(code: str, reason: str = REASON_OPTION, as_user: str = AS_OPTION
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        service.clarify(session, settings, actor=actor_name(as_user), code=code,
+    with _transaction(settings, as_user, "project.clarify", code, code) as (session, actor):
+        service.clarify(session, settings, actor=actor, code=code,
                         questions=reason)
     typer.echo(f"{code} returned for clarification")
 
@@ -187,8 +203,8 @@ def respond_cmd(code: str, reason: str = REASON_OPTION, as_user: str = AS_OPTION
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        service.respond(session, settings, actor=actor_name(as_user), code=code, answer=reason)
+    with _transaction(settings, as_user, "project.submit", code, code) as (session, actor):
+        service.respond(session, settings, actor=actor, code=code, answer=reason)
     typer.echo(f"{code} back in review")
 
 
@@ -198,8 +214,8 @@ def withdraw_cmd(code: str, reason: str = REASON_OPTION, as_user: str = AS_OPTIO
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        service.withdraw(session, settings, actor=actor_name(as_user), code=code, reason=reason)
+    with _transaction(settings, as_user, "project.withdraw", code, code) as (session, actor):
+        service.withdraw(session, settings, actor=actor, code=code, reason=reason)
     typer.echo(f"{code} withdrawn")
 
 
@@ -215,9 +231,9 @@ def declare_cmd(
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
+    with _transaction(settings, as_user, "project.declaration", username, code) as (session, actor):
         for k in kind:
-            service.record_declaration(session, settings, actor=actor_name(as_user), code=code,
+            service.record_declaration(session, settings, actor=actor, code=code,
                                        username=username, kind=k)
         status = service.get_project(session, code).status
     typer.echo(f"{username}: {', '.join(kind)} recorded; {code} is {status}")
@@ -233,8 +249,8 @@ def first_use_cmd(
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        project = service.record_first_use(session, settings, actor=actor_name(as_user),
+    with _transaction(settings, as_user, "project.first_use", code, code) as (session, actor):
+        project = service.record_first_use(session, settings, actor=actor,
                                            code=code, day=date.fromisoformat(day) if day else None)
         end = project.period_end
     typer.echo(f"{code}: first use recorded; period ends {end}")
@@ -255,8 +271,8 @@ def change_cmd(
                          " and 'reason'")
     kind, reason = data.pop("kind"), str(data.pop("reason", ""))
     settings = load_settings()
-    with session_scope(settings) as session:
-        change = changes.request_change(session, settings, actor=actor_name(as_user), code=code,
+    with _transaction(settings, as_user, "project.change_request", str(request), code) as (session, actor):
+        change = changes.request_change(session, settings, actor=actor, code=code,
                                         kind=kind, payload=data, reason=reason,
                                         base_dir=request.resolve().parent)
         result = changes.change_summary(change)
@@ -278,8 +294,8 @@ def decide_change_cmd(
     from enclave.projects import changes
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        notice = changes.decide_change(session, settings, actor=actor_name(as_user),
+    with _transaction(settings, as_user, "project.change_decide", f"change:{change_id}", None) as (session, actor):
+        notice = changes.decide_change(session, settings, actor=actor,
                                        change_id=change_id, approve=approve, reason=reason)
         result = {"change": change_id, "status": changes.get_change(session, change_id).status,
                   "notice": notice.number if notice else None,
@@ -302,8 +318,11 @@ def transfer_days_cmd(
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        service.transfer_days(session, settings, actor=actor_name(as_user), from_code=from_code,
+    obj = f"{from_code}->{to_code}"
+    with _transaction(settings, as_user, "project.transfer_days", obj, from_code) as (
+        session, actor
+    ):
+        service.transfer_days(session, settings, actor=actor, from_code=from_code,
                               to_code=to_code, half_days=half_days)
     typer.echo(f"moved {half_days} half days from {from_code} to {to_code}")
 
@@ -329,6 +348,6 @@ def close_cmd(code: str, reason: str = REASON_OPTION, as_user: str = AS_OPTION) 
     from enclave.projects import service
 
     settings = load_settings()
-    with session_scope(settings) as session:
-        service.close(session, settings, actor=actor_name(as_user), code=code, reason=reason)
+    with _transaction(settings, as_user, "project.close", code, code) as (session, actor):
+        service.close(session, settings, actor=actor, code=code, reason=reason)
     typer.echo(f"{code} closed")

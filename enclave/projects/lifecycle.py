@@ -151,3 +151,15 @@ def set_status(
                  action=STATUS_AUDIT_EVENT[target], obj=project.code, project=project.code,
                  reason=reason, details={"from": current.value, "to": target.value,
                                          **(details or {})})
+
+
+def mermaid_diagram() -> str:
+    """The state diagram (Mermaid) generated from :data:`TRANSITIONS`, for the docs."""
+    lines = ["stateDiagram-v2", f"    [*] --> {Status.SUBMITTED.value}",
+             f"    [*] --> {Status.QUEUED.value}"]
+    for (source, target), owner in TRANSITIONS.items():
+        lines.append(f"    {source.value} --> {target.value}: {owner.value}")
+    for status, owner in STATUS_OWNERS.items():
+        if owner is None:
+            lines.append(f"    {status.value} --> [*]")
+    return "\n".join(lines) + "\n"

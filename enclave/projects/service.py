@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
@@ -28,7 +29,16 @@ from enclave import audit, clock
 from enclave.billing import fees, notices
 from enclave.billing.fees import FeeLine
 from enclave.config import Settings
-from enclave.errors import AlreadyExists, InputError, NotFound, PermissionDenied
+from enclave.errors import (
+    AlreadyExists,
+    ConfigError,
+    EnclaveError,
+    InputError,
+    NotFound,
+    NotInitialisedError,
+    PermissionDenied,
+    StateError,
+)
 from enclave.projects import hooks
 from enclave.projects.lifecycle import IN_REVIEW, OPEN_STATUSES, Status, set_status
 from enclave.projects.policy import ProjectsPolicy, add_months, projects_policy
@@ -41,6 +51,7 @@ from enclave.projects.spec import (
     check_personnel,
 )
 from enclave.roles import Role, check_may_join_project, check_may_review_application
+from enclave.state.db import session_scope
 from enclave.state.models import (
     FeeNotice,
     Project,
@@ -62,6 +73,29 @@ class Decision(StrEnum):
 class Declaration(StrEnum):
     CONTRACT = "contract"  # 使用合約書, signed by the applicant's side for the project
     CONFIDENTIALITY = "confidentiality"  # 保密切結書, every person
+
+
+@contextmanager
+def audited_refusal(
+    settings: Settings, *, actor: str, action: str, obj: str = "", project: str | None = None
+) -> Iterator[None]:
+    """Audit a refused request (outcome ``denied``) in its own transaction, then re-raise.
+
+    The refused operation's transaction rolls back with its changes, so its refusal would
+    otherwise leave no trace. Wrap each user-facing call (CLI command, portal view) in this.
+    Store failures and configuration errors are not refusals and pass through untouched.
+    """
+    try:
+        yield
+    except (StateError, ConfigError, NotInitialisedError):
+        raise
+    except EnclaveError as exc:
+        with session_scope(settings) as session:
+            audit.record(session, settings, actor=actor, role="requester", action=action,
+                         obj=obj, project=project, reason=str(exc)[:2000],
+                         outcome=audit.Outcome.DENIED,
+                         details={"error": type(exc).__name__})
+        raise
 
 
 def today() -> date:

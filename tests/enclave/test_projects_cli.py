@@ -133,6 +133,14 @@ def test_cli_refusal_message(world: World, tmp_path: Path) -> None:
     res = runner.invoke(app, ["project", "apply", str(spec), "--as", "chen.wei"])
     assert isinstance(res.exception, InputError)
     assert "column ID_S has no reason" in str(res.exception)
+    # the refusal rolled back, but it is in the audit log as denied
+    with session_scope(world.settings) as s:
+        row = s.execute(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).scalar_one()
+        assert (row.action, row.actor, row.outcome) == ("project.apply", "chen.wei", "denied")
+        assert "column ID_S has no reason" in (row.reason or "")
+    res = runner.invoke(app, ["billing", "pay", "FN2026-00009", "--reference", "R",
+                              "--as", "steve"])
+    assert "steve is not a custodian" in str(res.exception)
     res = runner.invoke(app, ["project", "approve", "P2026-0001", "--reason", "x",
                               "--refuse-column", "H_NHI_OPDTE:ID", "--as", "steve"])
     assert "expected FILE.COLUMN=reason" in str(res.exception)

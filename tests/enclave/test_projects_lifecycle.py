@@ -245,3 +245,12 @@ def test_notice_dates(world: World) -> None:
         notice = service.application_notice(s, service.get_project(s, code))
         assert notice is not None
         assert notice.due_on - notice.issued_on == timedelta(days=14)
+
+
+def test_docs_state_diagram_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    from enclave.projects.lifecycle import mermaid_diagram
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "projects_lifecycle.md"
+    assert mermaid_diagram() in doc.read_text(encoding="utf-8")
