@@ -10,7 +10,7 @@ grant re-reviews and departures are recorded by the custodian one by one.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from enclave import audit, clock
 from enclave.config import Settings
 from enclave.errors import InputError, NotFound
 from enclave.projects.lifecycle import OPEN_STATUSES
-from enclave.projects.policy import add_months
+from enclave.projects.policy import add_months, local_date
 from enclave.roles import Role, accounts_policy, parse_roles
 from enclave.state.models import Project, ProjectMember, User
 from enclave.users import disable_user, get_user, require
@@ -52,12 +52,6 @@ def _today() -> date:
     return clock.local_now().date()
 
 
-def _local_date(moment: datetime) -> date:
-    if moment.tzinfo is None:  # SQLite hands back naive values; they were stored as local
-        moment = moment.replace(tzinfo=clock.LOCAL_ZONE)
-    return moment.astimezone(clock.LOCAL_ZONE).date()
-
-
 def review_accounts(session: Session, settings: Settings) -> list[Finding]:
     """Everything due or in conflict today, sorted by kind and user."""
     policy = accounts_policy(settings)
@@ -77,14 +71,14 @@ def review_accounts(session: Session, settings: Settings) -> list[Finding]:
             continue
         roles = user.role_names
         for grant in user.roles:
-            last = _local_date(grant.reviewed_at or grant.granted_at)
+            last = local_date(grant.reviewed_at or grant.granted_at)
             due = add_months(last, policy.grant_review_months)
             if due <= today:
                 findings.append(Finding(
                     FindingKind.GRANT_REVIEW_DUE, user.username,
                     f"role {grant.role} last reviewed {last}; re-review due {due} "
                     f"(every {policy.grant_review_months} months)"))
-        last_seen = _local_date(user.last_login_at or user.created_at)
+        last_seen = local_date(user.last_login_at or user.created_at)
         idle_days = (today - last_seen).days
         if idle_days > policy.idle_disable_days:
             keep = Role.CUSTODIAN.value in roles  # never lock out the administrators blindly

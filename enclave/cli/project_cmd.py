@@ -94,7 +94,11 @@ def list_cmd(
         if queue:
             rows = [i.as_dict() for i in review.review_queue(session, settings)]
         else:
-            wanted = Status(status) if status else None
+            try:
+                wanted = Status(status) if status else None
+            except ValueError:
+                raise InputError(f"unknown status {status!r}; statuses are "
+                                 f"{', '.join(s.value for s in Status)}") from None
             rows = [{"code": p.code, "title": p.title, "applicant": p.applicant,
                      "type": p.project_type, "status": p.status,
                      "period_end": p.period_end}

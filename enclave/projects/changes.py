@@ -27,7 +27,7 @@ from enclave.billing.fees import FeeLine
 from enclave.config import Settings
 from enclave.errors import EnclaveError, InputError, NotFound, PermissionDenied
 from enclave.projects.lifecycle import Status
-from enclave.projects.policy import add_months, projects_policy
+from enclave.projects.policy import add_months, local_date, projects_policy
 from enclave.projects.service import (
     Decision,
     approved_columns,
@@ -163,7 +163,7 @@ def _check_limits(
                 f"this one has {people} (projects.yaml changes.personnel_max_people)")
         if earlier:
             last: datetime = earlier[-1].decided_at or earlier[-1].requested_at
-            last_day = last.astimezone(clock.LOCAL_ZONE).date()
+            last_day = local_date(last)
             next_allowed = add_months(last_day, limits.personnel_interval_months)
             if day < next_allowed:
                 raise ChangeLimitExceeded(

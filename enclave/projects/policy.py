@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import calendar as _cal
-from datetime import date
+from datetime import UTC, date, datetime
 
 from pydantic import Field
 
+from enclave.clock import LOCAL_ZONE
 from enclave.config import Settings
 from enclave.policies import PolicyModel, load_policy
 
@@ -43,3 +44,14 @@ def add_months(day: date, months: int) -> date:
     year, month = divmod(index, 12)
     last = _cal.monthrange(year, month + 1)[1]
     return date(year, month + 1, min(day.day, last))
+
+
+def local_date(moment: datetime) -> date:
+    """The service centre's calendar date of a stored moment.
+
+    SQLite hands ``DateTime(timezone=True)`` values back without their zone; the clock's
+    real source is UTC, so a naive value is read as UTC.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(LOCAL_ZONE).date()

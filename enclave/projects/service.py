@@ -466,6 +466,25 @@ def missing_declarations(project: Project) -> list[str]:
     return out
 
 
+def check_may_use(session: Session, code: str, username: str) -> ProjectMember:
+    """Refuse unless ``username`` may work on ``code`` now (the workspace asks this).
+
+    The project must be active and the person a current member who has signed both the
+    contract and the confidentiality declaration (members added by a change sign too).
+    """
+    project = get_project(session, code)
+    if project.status != Status.ACTIVE.value:
+        raise PermissionDenied(f"{code} is {project.status}; only an active project is used")
+    member = next((m for m in current_members(project) if m.username == username), None)
+    if member is None:
+        raise PermissionDenied(f"{username} is not a member of {code}")
+    unsigned = [d.value for d in Declaration if getattr(member, f"{d.value}_signed_at") is None]
+    if unsigned:
+        raise PermissionDenied(f"{username} has not signed the {' and '.join(unsigned)} "
+                               f"declaration(s) of {code}")
+    return member
+
+
 def application_notice(session: Session, project: Project) -> FeeNotice | None:
     return next((n for n in notices.for_project(session, project)
                  if n.purpose == "application" and n.status != notices.NoticeStatus.VOID.value),

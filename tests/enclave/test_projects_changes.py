@@ -176,3 +176,21 @@ def test_rejected_change_and_steward_rules(world: World) -> None:
     with session_scope(world.settings) as s, pytest.raises(InputError, match="is rejected"):
         changes.decide_change(s, world.settings, actor="steve", change_id=cid, approve=True,
                               reason="x")
+
+
+def test_member_added_by_change_signs_before_use(world: World) -> None:
+    code = world.activate()
+    _decide(world, _request(world, code, "personnel",
+                            {"add": [{"username": "huang.yu", "unit": NTU}]}))
+    with session_scope(world.settings) as s:
+        assert service.check_may_use(s, code, "chen.wei").username == "chen.wei"
+        with pytest.raises(PermissionDenied, match="has not signed the contract and "
+                                                   "confidentiality"):
+            service.check_may_use(s, code, "huang.yu")
+        with pytest.raises(PermissionDenied, match="not a member"):
+            service.check_may_use(s, code, "rita")
+    with session_scope(world.settings) as s:
+        for kind in ("contract", "confidentiality"):
+            service.record_declaration(s, world.settings, actor="alice", code=code,
+                                       username="huang.yu", kind=kind)
+        assert service.check_may_use(s, code, "huang.yu").username == "huang.yu"
