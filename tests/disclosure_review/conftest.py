@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# --import-mode=importlib does not put test folders on sys.path; the rule tests import
+# their assertion helpers from dr_helpers.py next to this file.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 from disclosure_review.checker import check_paths
 from disclosure_review.model import CheckReport

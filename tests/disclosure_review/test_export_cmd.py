@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 import enclave.cli.export_cmd  # noqa: F401  registers the sub-app
 from disclosure_review.errors import EmptyTableError, UnknownProjectError
 from enclave.cli._app import app
+from enclave.errors import NotInitialisedError
 
 runner = CliRunner()
 
@@ -62,7 +63,14 @@ def test_input_errors_map_to_exit_code_2(files):
     result = run(str(files / "empty.csv"))
     assert isinstance(result.exception, EmptyTableError)
     assert result.exception.exit_code == 2
+    # No enclave home: the project cannot be looked up at all (exit 2, names the home).
     result = run(str(files / "pass.csv"), "--project", "P-404")
-    assert isinstance(result.exception, UnknownProjectError)
+    assert isinstance(result.exception, NotInitialisedError)
     assert result.exception.exit_code == 2
     assert run().exit_code == 2  # usage error: no PATH
+
+
+def test_unknown_project_is_refused(files, settings):
+    result = run(str(files / "pass.csv"), "--project", "P-404")
+    assert isinstance(result.exception, UnknownProjectError)
+    assert result.exception.exit_code == 2 and "P-404" in str(result.exception)

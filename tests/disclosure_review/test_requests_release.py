@@ -19,6 +19,7 @@ from disclosure_review.errors import UnknownProjectError
 from disclosure_review.release import ReleaseVerificationError, verify_release
 from disclosure_review.requests import (
     Decision,
+    InvalidTransitionError,
     Status,
     create_request,
     decide,
@@ -233,7 +234,7 @@ def test_recall_needs_a_reviewer_outside_the_project(enclave_project: Settings,
         assert [n.username for n in notes] == ["pia"]
         request = get_request(session, code)
         assert request.status == Status.RECALLED and request.recall_reason == "differencing"
-        with pytest.raises(Exception, match="recalled"):
+        with pytest.raises(InvalidTransitionError, match="recalled"):
             release(session, enclave_project, request)
 
 
