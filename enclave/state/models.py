@@ -177,16 +177,20 @@ class Project(Base):
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
     members: Mapped[list[ProjectMember]] = relationship(
-        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ProjectMember.id",
     )
     columns: Mapped[list[ProjectColumn]] = relationship(
-        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ProjectColumn.id",
     )
     file_years: Mapped[list[ProjectFileYear]] = relationship(
-        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ProjectFileYear.id",
     )
     documents: Mapped[list[ProjectDocument]] = relationship(
-        back_populates="project", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="project", cascade="all, delete-orphan", lazy="selectin",
+        order_by="ProjectDocument.id",
     )
 
 
