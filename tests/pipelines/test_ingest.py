@@ -1,0 +1,273 @@
+"""Ingest on generated data with injected faults: quarantine, reconciliation, no raw
+identifier in the vault, crash safety, idempotence, great-expectations cross-check."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from catalog import load_catalog
+from enclave.config import Settings
+from enclave.keys import KeyStore
+from enclave.state.db import session_scope
+from pipelines import vault
+from pipelines.ingest import IngestError, ingest_directory
+from pipelines.ingest.errors import ValidatorDisagreement
+from pipelines.ingest.tokens import open_escrow, stage1_token
+from pipelines.synth import generate_source
+
+PEOPLE = 700
+
+
+@pytest.fixture(scope="module")
+def faulty_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("src-utf8")
+    generate_source(out, people=PEOPLE, years=[2023], seed=11, defect_rate=0.01)
+    return out
+
+
+@pytest.fixture(scope="module")
+def big5_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("src-big5")
+    generate_source(out, people=400, years=[2023], seed=12, encoding="big5", defect_rate=0.01)
+    return out
+
+
+def _quarantine(settings: Settings) -> pl.DataFrame:
+    return pl.read_parquet(sorted(settings.quarantine_dir.glob("batch=*/*.parquet")))
+
+
+def _lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") - 1  # minus the header
+
+
+def _score(settings: Settings, source: Path) -> None:
+    truth = pl.read_csv(source / "ground_truth" / "defects.csv", infer_schema=False).with_columns(
+        pl.col("line").cast(pl.Int64)
+    )
+    assert truth.height > 50, "the generator injected too few faults to test anything"
+    q = _quarantine(settings).select("source_file", "line", "rule")
+    found = truth.join(q, left_on=["file", "line"], right_on=["source_file", "line"], how="left")
+    missed = found.filter(pl.col("rule").is_null())
+    assert missed.is_empty(), f"injected faults not quarantined:\n{missed.head(10)}"
+    wrong = found.filter(pl.col("rule") != pl.col("kind"))
+    assert wrong.is_empty(), f"quarantined under the wrong rule:\n{wrong.head(10)}"
+    # No clean row is quarantined, except order rows whose claim was itself quarantined.
+    extra = q.join(truth, left_on=["source_file", "line"], right_on=["file", "line"], how="anti")
+    assert set(extra.get_column("rule").unique().to_list()) <= {"missing_parent"}
+    catalog = load_catalog()
+    for src_name in extra.get_column("source_file").unique().to_list():
+        match = catalog.match_source(src_name)
+        assert match is not None and match[0].parent is not None, src_name
+
+
+def test_every_injected_fault_is_quarantined_and_counts_reconcile(settings: Settings, faulty_source: Path) -> None:
+    result = ingest_directory(settings, faulty_source, actor="alice")
+    assert result.status == "committed"
+    assert result.reconciled
+    for f in result.files:
+        assert f.rows_read == _lines(faulty_source / f.source_file), f.source_file
+        assert f.rows_read == f.rows_accepted + f.rows_quarantined
+    _score(settings, faulty_source)
+    # What is stored matches what is reported, row for row.
+    with session_scope(settings) as session:
+        for f in result.files:
+            paths = vault.file_paths(settings, session, f.file_type)
+            stored = duckdb.sql(
+                f"SELECT count(*) FROM read_parquet({[str(p) for p in paths]}) WHERE _source = '{f.source_file}'"
+            ).fetchall()[0][0]
+            assert stored == f.rows_accepted, f.source_file
+    q = _quarantine(settings)
+    assert (
+        q.filter(pl.col("rule") == "bad_encoding")
+        .get_column("raw_bytes")
+        .map_elements(lambda b: b"\x80\xff" in b or b"\xff" in b, return_dtype=pl.Boolean)
+        .all()
+    )
+    report = json.loads((settings.batches_dir / result.batch / "report.json").read_text())
+    assert report["reconciled"] is True
+    opdte = next(f for f in report["files"] if f["file_type"] == "H_NHI_OPDTE")
+    checked = {e["expectation"] for c in opdte["validation"] for e in c["expectations"]}
+    assert "expect_column_values_to_pass_catalog_check" in checked
+    assert "expect_column_values_to_be_in_set" in checked
+    assert (settings.batches_dir / result.batch / "report.html").read_text().count("<tr>") > 20
+
+
+def test_big5_input(settings: Settings, big5_source: Path) -> None:
+    result = ingest_directory(settings, big5_source, actor="alice")
+    # Files with Chinese text are detected as Big5; pure-ASCII files decode identically either way.
+    encodings = {f.file_type: f.encoding for f in result.files}
+    assert encodings["H_NHI_ENROL"] == encodings["H_NHI_MEDFA"] == "cp950"
+    assert result.reconciled
+    _score(settings, big5_source)
+
+
+def test_undecodable_byte_is_quarantined_with_its_line(settings: Settings, faulty_source: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    clean = (faulty_source / "H_NHI_MEDFA_2023.csv").read_bytes().split(b"\n")
+    clean[4] = clean[4][:12] + b"\xff\xfe" + clean[4][12:]
+    (src / "H_NHI_MEDFA_2023.csv").write_bytes(b"\n".join(clean))
+    result = ingest_directory(settings, src, actor="alice")
+    q = _quarantine(settings)
+    assert q.select("line", "rule").to_dicts() == [{"line": 5, "rule": "bad_encoding"}]
+    assert b"\xff\xfe" in q.get_column("raw_bytes")[0]
+    assert q.get_column("detail")[0] == "bytes ff at column 13 are not valid utf-8"
+    assert result.files[0].rows_quarantined == 1
+    assert result.files[0].rows_accepted == len([x for x in clean if x]) - 2
+
+
+def _raw_identifiers(source: Path) -> tuple[set[str], list[str]]:
+    catalog = load_catalog()
+    ids: set[str] = set()
+    texts: list[str] = []
+    for path in source.glob("*.csv"):
+        definition, _ = catalog.match_source(path.name)
+        frame = pl.read_csv(
+            path, infer_schema=False, quote_char=None, truncate_ragged_lines=True, encoding="utf8-lossy"
+        )
+        for col in definition.identifier_columns:
+            ids.update(v for v in frame.get_column(col.name).drop_nulls().to_list() if len(v) >= 8)
+        for col in definition.drop_columns:
+            texts.extend(v for v in frame.get_column(col.name).drop_nulls().unique().to_list() if len(v) >= 3)
+    return ids, texts
+
+
+def test_no_raw_identifier_anywhere_in_the_vault(settings: Settings, faulty_source: Path) -> None:
+    ingest_directory(settings, faulty_source, actor="alice")
+    ids, texts = _raw_identifiers(faulty_source)
+    assert len(ids) > PEOPLE and len(texts) > PEOPLE
+    vault_files = [p for p in settings.vault_dir.rglob("*") if p.is_file()]
+    assert vault_files
+    candidate = re.compile(rb"[A-Z][A-Z0-9]\d{8}|\d{8,10}")
+    text_re = re.compile("|".join(re.escape(t) for t in texts).encode())
+    for path in vault_files:
+        blob = path.read_bytes()  # raw bytes: footers, statistics and metadata included
+        leaked = {m.decode() for m in candidate.findall(blob)} & ids
+        assert not leaked, f"{path}: raw identifiers {sorted(leaked)[:3]}"
+        assert text_re.search(blob) is None, f"{path}: a name, address or phone number"
+        # ...and decoded: every value of every column, compressed pages included.
+        table = pq.read_table(path)
+        for column in table.column_names:
+            values = {str(v) for v in table.column(column).to_pylist() if v is not None}
+            assert not (values & ids), f"{path}:{column}"
+            assert not (values & set(texts)), f"{path}:{column}"
+
+
+def test_tokens_are_stage1_hmac_and_the_escrow_opens_only_with_its_key(settings: Settings, faulty_source: Path) -> None:
+    ingest_directory(settings, faulty_source, actor="alice")
+    enrol = pl.read_csv(
+        faulty_source / "H_NHI_ENROL_2023.csv",
+        infer_schema=False,
+        quote_char=None,
+        truncate_ragged_lines=True,
+        encoding="utf8-lossy",
+    )
+    person = enrol.get_column("ID")[0]
+    keys = KeyStore.for_home(settings.keys_dir)
+    token = stage1_token(keys.stage1_key(), "person", person)
+    with session_scope(settings) as session:
+        paths = vault.file_paths(settings, session, "H_NHI_ENROL")
+    tokens = pl.read_parquet(paths).get_column("ID")
+    assert token in tokens.to_list()
+    assert tokens.dtype == pl.Binary and {len(t) for t in tokens.to_list()} == {16}
+    escrow = pl.read_parquet(sorted(vault.escrow_dir(settings).glob("batch=*/*.parquet")))
+    sealed = escrow.filter((pl.col("token") == token) & (pl.col("kind") == "person")).get_column("sealed")[0]
+    assert person.encode() not in sealed
+    assert open_escrow(keys.escrow_key(), "person", sealed) == person
+
+
+def test_rerun_is_idempotent(settings: Settings, faulty_source: Path) -> None:
+    first = ingest_directory(settings, faulty_source, actor="alice")
+    snapshot = sorted((p, p.stat().st_mtime_ns) for p in settings.vault_dir.rglob("*.parquet"))
+    again = ingest_directory(settings, faulty_source, actor="alice")
+    assert again.status == "already_ingested"
+    assert again.batch == first.batch
+    assert sorted((p, p.stat().st_mtime_ns) for p in settings.vault_dir.rglob("*.parquet")) == snapshot
+
+
+def test_a_file_that_cannot_be_parsed_fails_the_batch(settings: Settings, faulty_source: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "H_NHI_MEDFA_2023.csv").write_bytes((faulty_source / "H_NHI_MEDFA_2023.csv").read_bytes())
+    data = (faulty_source / "H_NHI_DRUG_2023.csv").read_bytes().split(b"\n", 1)[1]
+    (src / "H_NHI_DRUG_2023.csv").write_bytes(b"DRUG_NO,SOMETHING_ELSE\n" + data)
+    with pytest.raises(IngestError, match=r"H_NHI_DRUG_2023.csv: line 1 \(header\) does not match the catalog"):
+        ingest_directory(settings, src, actor="alice")
+    assert not list(settings.vault_dir.iterdir())
+    assert not list(settings.quarantine_dir.iterdir())
+    with pytest.raises(IngestError, match="no source file recognised"):
+        ingest_directory(settings, tmp_path, actor="alice")
+
+
+def _run_cli(settings: Settings, source: Path, **env: str) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "ENCLAVE_HOME": str(settings.home), "ENCLAVE_USER": "alice", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "enclave", "ingest", str(source), "--json"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize("point", ["after_first_chunk", "after_publish"])
+def test_killed_ingest_leaves_the_vault_unchanged_and_reruns(
+    settings: Settings, faulty_source: Path, point: str
+) -> None:
+    killed = _run_cli(settings, faulty_source, ENCLAVE_FAULT_POINT=point)
+    assert killed.returncode == -9, killed.stderr
+    with session_scope(settings) as session:
+        assert vault.committed_batches(session) == []
+        # Nothing a reader would take: file_paths only lists committed batches.
+        assert vault.file_paths(settings, session, "H_NHI_OPDTE") == []
+    if point == "after_first_chunk":
+        assert not list(settings.vault_dir.glob("batch=*"))
+    rerun = _run_cli(settings, faulty_source)
+    assert rerun.returncode == 0, rerun.stderr
+    data = json.loads(rerun.stdout)
+    assert data["status"] == "committed" and data["reconciled"]
+    assert len(list(settings.vault_dir.glob("batch=*"))) == 1
+    assert not list(settings.tmp_dir.iterdir())
+
+
+def test_validator_disagreement_fails_closed(settings: Settings, faulty_source: Path, monkeypatch) -> None:
+    from catalog import checks
+
+    original = checks.CHECKS["tw_national_id"]
+    # A scalar checksum that wrongly accepts everything: great-expectations now disagrees
+    # with the vectorised rule, and the batch must not be published.
+    monkeypatch.setitem(
+        checks.CHECKS, "tw_national_id", original.__class__(**{**original.__dict__, "scalar": lambda v: v is not None})
+    )
+    with pytest.raises(ValidatorDisagreement, match="disagree"):
+        ingest_directory(settings, faulty_source, actor="alice")
+    assert not list(settings.vault_dir.glob("batch=*"))
+
+
+def test_only_custodians_ingest(settings: Settings, faulty_source: Path) -> None:
+    from enclave.errors import PermissionDenied
+    from enclave.users import add_user
+
+    with session_scope(settings) as session:
+        add_user(
+            session,
+            settings,
+            actor="alice",
+            username="rita",
+            full_name="Rita",
+            unit="NTU",
+            roles=["researcher"],
+            password="a-long-password",
+        )
+    with pytest.raises(PermissionDenied):
+        ingest_directory(settings, faulty_source, actor="rita")
