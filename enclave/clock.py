@@ -31,12 +31,12 @@ def _parse(value: str) -> datetime:
 
 
 def now() -> datetime:
-    """Return the current time, timezone-aware (UTC unless the override says otherwise)."""
+    """Return the current time, timezone-aware, always in UTC (what the state store keeps)."""
     if _override is not None:
-        return _override()
+        return _override().astimezone(UTC)
     pinned = os.environ.get("ENCLAVE_NOW")
     if pinned:
-        return _parse(pinned)
+        return _parse(pinned).astimezone(UTC)
     return datetime.now(UTC)
 
 
