@@ -130,9 +130,9 @@ def _line_structure(
     starts = np.empty_like(ends)
     starts[0:1] = 0
     starts[1:] = ends[:-1] + 1
-    commas = np.cumsum(arr == ord(","), dtype=np.int64)
-    before = np.where(starts > 0, commas[np.maximum(starts - 1, 0)], 0)
-    counts = commas[ends] - before
+    # Separators per line: find every comma once, then count those before each line end.
+    commas = np.flatnonzero(arr == ord(","))
+    counts = np.diff(np.searchsorted(commas, ends), prepend=0)
     lengths = ends - starts
     has_cr = np.zeros(len(ends), dtype=bool)
     nonempty = lengths > 0
