@@ -27,7 +27,7 @@ from presidio_analyzer.nlp_engine import SpacyNlpEngine
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from disclosure_review.twid import id_validator
+from catalog.checks import tw_id_is_valid
 
 OWNERSHIP_CODES = {
     *(f"{i:02d}" for i in (1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 17, 18)),
@@ -66,7 +66,7 @@ class IdentifierHit:
 class _TwIdRecognizer(PatternRecognizer):
     def validate_result(self, pattern_text: str) -> bool:
         # False drops the match (score 0): look-alikes with a wrong check digit pass.
-        return bool(id_validator()(pattern_text.upper()))
+        return bool(tw_id_is_valid(pattern_text.upper()))
 
 
 class _InstitutionRecognizer(PatternRecognizer):

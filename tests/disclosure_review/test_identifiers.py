@@ -3,7 +3,7 @@
 import pytest
 
 from disclosure_review.identifiers import scan_text
-from disclosure_review.twid import tw_id_is_valid
+from catalog.checks import tw_id_is_valid
 
 
 @pytest.mark.parametrize(
