@@ -25,15 +25,11 @@ def _password_from(stdin: bool, env_var: str, prompt: str) -> str | None:
 
 @app.command("init")
 def init_cmd(
-    home: Path = typer.Option(
-        None, "--home", help="Enclave home (default $ENCLAVE_HOME or ./.enclave)."
-    ),
+    home: Path = typer.Option(None, "--home", help="Enclave home (default $ENCLAVE_HOME or ./.enclave)."),
     admin: str = typer.Option(None, "--admin", help="User name of the first custodian."),
     admin_full_name: str = typer.Option("", "--admin-full-name"),
     admin_unit: str = typer.Option("", "--admin-unit"),
-    password_stdin: bool = typer.Option(
-        False, "--password-stdin", help="Read the custodian's password from stdin."
-    ),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the custodian's password from stdin."),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create the enclave home: folders, settings, database schema, keys, first custodian."""
@@ -44,9 +40,7 @@ def init_cmd(
     if admin:
         password = _password_from(password_stdin, "ENCLAVE_ADMIN_PASSWORD", "Custodian password")
         if not password:
-            raise InputError(
-                "give the custodian's password (--password-stdin or ENCLAVE_ADMIN_PASSWORD)"
-            )
+            raise InputError("give the custodian's password (--password-stdin or ENCLAVE_ADMIN_PASSWORD)")
     result = init_home(
         settings,
         admin_username=admin,
@@ -96,3 +90,35 @@ def status_cmd(home: Path = typer.Option(None, "--home"), as_json: bool = JSON_O
         return
     for key, value in payload.items():
         typer.echo(f"{key:9} {value}")
+
+
+@app.command("demo")
+def demo_cmd(
+    people: int = typer.Option(3000, "--people", help="Synthetic population size."),
+    hub: bool = typer.Option(True, "--hub/--no-hub", help="Start JupyterHub at the end."),
+    port: int = typer.Option(8000, "--port"),
+) -> None:
+    """Build a demo enclave on synthetic data (idempotent), then start the hub."""
+    from enclave.demo import build_demo
+
+    settings = load_settings()
+    result = build_demo(settings, people=people, progress=lambda msg: typer.secho(f"· {msg}", fg="cyan"))
+    for step in result.steps:
+        typer.echo(f"  ✓ {step}")
+    typer.echo(f"\nenclave home: {result.home}\nproject: {result.project}\n\ndemo accounts (demo passwords only):")
+    for username, roles, password in result.accounts:
+        typer.echo(f"  {username:10} {roles:12} {password}")
+    if not hub:
+        return
+    try:
+        from enclave.hub.run import run_hub
+    except ImportError:
+        typer.echo("\nthe notebook hub is not part of this build; the enclave is ready on the command line")
+        return
+    run_hub(
+        settings,
+        port=port,
+        announce=lambda url: typer.secho(
+            f"\nJupyterHub: {url}  — log in as chen.wei / {result.accounts[1][2]}", fg="green"
+        ),
+    )
