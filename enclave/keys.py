@@ -235,3 +235,54 @@ def export_public_key_pem(key: Ed25519PublicKey) -> str:
     return key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode()
+
+
+# -- per-project keys (stage-2 pseudonyms) -------------------------------------------------
+# A project key is random, wrapped by the master key under the context ``project:<CODE>`` and
+# stored at ``keys_dir/projects/<CODE>.wrapped``, never under the project area a researcher's
+# process can read. A KMS-backed :class:`KeyProvider` wraps it the same way: only ``wrap`` and
+# ``unwrap`` are called, so the key never leaves the custodian side in clear.
+PROJECT_KEY_BYTES = 32
+
+
+def project_key_context(code: str) -> str:
+    """The AES-GCM associated data binding a wrapped key to its project."""
+    return f"project:{code}"
+
+
+def project_key_path(keys: KeyStore, code: str) -> Path:
+    """Where the wrapped key of project ``code`` lives."""
+    return keys.keys_dir / "projects" / f"{code}.wrapped"
+
+
+def create_project_key(keys: KeyStore, code: str) -> bool:
+    """Create the key of project ``code`` unless it exists; return True when created.
+
+    Raises
+    ------
+    KeyDestroyedError
+        The project's key was destroyed at closure; a closed project never gets a new key.
+    """
+    path = project_key_path(keys, code)
+    if path.is_file():
+        return False
+    if path.with_suffix(".destroyed").exists():
+        raise KeyDestroyedError(f"the key of project {code} was destroyed; it cannot be recreated")
+    keys.store_wrapped(project_key_context(code), secrets.token_bytes(PROJECT_KEY_BYTES), path=path)
+    return True
+
+
+def project_key(keys: KeyStore, code: str) -> SecretKey:
+    """Unwrap the key of project ``code`` (custodian side only)."""
+    return keys.load(project_key_context(code), path=project_key_path(keys, code))
+
+
+def destroy_project_key(keys: KeyStore, code: str, *, when: str) -> None:
+    """Crypto-shred the key of project ``code``; afterwards its pseudonyms cannot be mapped back."""
+    keys.destroy(project_key_context(code), path=project_key_path(keys, code), when=when)
+
+
+def project_wrapped_keys(keys: KeyStore) -> list[tuple[str, Path]]:
+    """(context, path) of every live project key, for :meth:`KeyStore.rotate_master`."""
+    folder = keys.keys_dir / "projects"
+    return [(project_key_context(p.stem), p) for p in sorted(folder.glob("*.wrapped"))]

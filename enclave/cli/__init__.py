@@ -28,6 +28,7 @@ def _register() -> None:
         ingest_cmd,
         optout_cmd,
         project_cmd,
+        provision_cmd,
         review_cmd,
         synth_cmd,
         user_cmd,

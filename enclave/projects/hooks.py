@@ -49,3 +49,8 @@ def run_closure_hooks(session: Session, settings: Settings, project: Project) ->
         hook(session, settings, project)
         names.append(getattr(hook, "__qualname__", repr(hook)))
     return names
+
+
+# Known hook modules register themselves on import; loading them here makes their hooks active
+# wherever the expiry job runs (the provisioning hook deletes data and destroys the key).
+import pipelines.provision.closure  # noqa: E402,F401  (circular-safe: the registry is defined above)

@@ -402,3 +402,45 @@ class Notification(Base):
     object: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     read_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------------------- provisioning (issue 5)
+
+
+class ProjectExtract(Base):
+    """The current extract of a project: when it was built, from which batches, what it holds."""
+
+    __tablename__ = "project_extracts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(32), unique=True, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # present / deleted
+    provisioned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    provisioned_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    optouts_as_of: Mapped[date] = mapped_column(Date, nullable=False)
+    batches_json: Mapped[str] = mapped_column(Text, nullable=False)
+    rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    excluded_rows: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    manifest_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ReidRequest(Base):
+    """A custodian's request to re-identify project pseudonyms, and its second-person approval."""
+
+    __tablename__ = "reid_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_code: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    pseudonyms_json: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_count: Mapped[int | None] = mapped_column(Integer)
+    output_path: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,339 @@
+"""Writing one project extract: DuckDB over the vault Parquet, staged then renamed into place.
+
+Two passes per extract. Pass 1 reads only identifier columns to find the distinct stage-1
+tokens of each kind that survive opt-out exclusion, and hashes each once
+(:mod:`pipelines.provision.pseudonymize`). Pass 2 streams each approved (file, year) through
+one ``COPY (SELECT ...) TO parquet``: anti-join on the opt-out registry (order files through
+their parent claim's key), hash joins to the pseudonym tables, coarsening expressions, only
+approved columns (lineage columns never). Memory is bounded by DuckDB's ``memory_limit`` and
+the pseudonym tables (one row per distinct person or institution).
+
+Everything is written under a staging folder next to ``extract/`` and made read-only there;
+:func:`publish` swaps it in with renames, so readers see the old extract or the new one, and a
+killed run leaves only a staging folder that the next run removes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from catalog import Catalog
+from enclave.keys import SecretKey
+from pipelines.provision.coarsen import coarsen_sql, quote
+from pipelines.provision.errors import ProvisionError
+from pipelines.provision.pseudonymize import stage2_mapping
+from pipelines.provision.select import FilePlan
+
+EXTRACT = "extract"
+STAGING_PREFIX = ".tmp-extract-"
+RETIRED_PREFIX = ".old-extract-"
+INDEX_KINDS = ("person", "institution")
+DIR_MODE, FILE_MODE = 0o550, 0o440
+
+PathsFor = Callable[[str, int | None], list[Path]]
+
+
+@dataclass
+class FileOutcome:
+    """What was written for one file type."""
+
+    file: str
+    years: list[int]
+    columns: list[str]
+    rows_read: int = 0
+    rows: int = 0
+    excluded_rows: int = 0
+    excluded_people: int = 0
+    parts: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "years": self.years,
+            "columns": self.columns,
+            "rows": self.rows,
+            "rows_in_vault": self.rows_read,
+            "optouts_excluded_rows": self.excluded_rows,
+            "optouts_excluded_people": self.excluded_people,
+            "parts": self.parts,
+        }
+
+
+@dataclass
+class ExtractOutcome:
+    files: list[FileOutcome]
+    mappings: dict[str, pa.Table]  # kind -> (token, pseudonym): custodian side only
+    indexes: dict[str, pa.Table]  # kind -> (pseudonym, idx)
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    @property
+    def excluded_rows(self) -> int:
+        return sum(f.excluded_rows for f in self.files)
+
+
+def connect(*, memory_limit: str, threads: int, temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An explicit in-memory DuckDB connection with bounded memory, spilling to ``temp_dir``."""
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET temp_directory = '{temp_dir}'")
+    # Row order inside a part carries no meaning; dropping it lets joins stream freely.
+    con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def _parquet(paths: list[Path]) -> str:
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listed}])"
+
+
+def _excluded_claims_table(plan: FilePlan) -> str:
+    return f"excluded_claims_{plan.parent_file}"
+
+
+def _source_sql(plan: FilePlan, paths: list[Path]) -> str:
+    """FROM clause of one (file, year): the vault rows left after opt-out exclusion, as ``t``."""
+    base = f"{_parquet(paths)} t"
+    if plan.person_column:
+        return f"{base} ANTI JOIN optout o ON t.{quote(plan.person_column)} = o.token"
+    if plan.parent_file:
+        cond = " AND ".join(f"t.{quote(k)} IS NOT DISTINCT FROM x.{quote(k)}" for k in plan.parent_key)
+        return f"{base} ANTI JOIN {_excluded_claims_table(plan)} x ON {cond}"
+    return base
+
+
+def _prepare_exclusions(
+    con: duckdb.DuckDBPyConnection, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor,
+    opted_out: set[bytes],
+) -> None:
+    con.register("optout", pa.table({"token": pa.array(sorted(opted_out), pa.binary())}))
+    for parent in sorted({p.parent_file for p in plans if p.parent_file}):
+        plan = next(p for p in plans if p.parent_file == parent)
+        parent_def = catalog.file(parent)
+        person = next((c.name for c in parent_def.columns if c.identifier == "person"), None)
+        paths = paths_for(parent, None)
+        keys = ", ".join(f"p.{quote(k)}" for k in plan.parent_key)
+        table = _excluded_claims_table(plan)
+        if person is None or not paths:
+            # Without the parent claims the orders cannot be tied to people: refuse, never guess.
+            raise ProvisionError(
+                f"{plan.file}: its parent file {parent} is not in the vault, so opt-outs cannot be "
+                "excluded from the order rows"
+            )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {keys} FROM {_parquet(paths)} p "
+            f"SEMI JOIN optout o ON p.{quote(person)} = o.token"
+        )
+
+
+def _distinct_tokens(
+    con: duckdb.DuckDBPyConnection, plans: list[FilePlan], paths_for: PathsFor, opted_out: set[bytes]
+) -> dict[str, list[bytes]]:
+    """Pass 1: distinct stage-1 tokens per kind over the rows that will be written."""
+    selects: dict[str, list[str]] = {}
+    for plan in plans:
+        for year in plan.years:
+            paths = paths_for(plan.file, year)
+            if not paths:
+                continue
+            source = _source_sql(plan, paths)
+            for column, kind in plan.identifiers.items():
+                selects.setdefault(kind, []).append(
+                    f"SELECT t.{quote(column)} AS token FROM {source} WHERE t.{quote(column)} IS NOT NULL"
+                )
+    out: dict[str, list[bytes]] = {}
+    for kind, parts in sorted(selects.items()):
+        union = " UNION ".join(parts)
+        tokens = con.execute(f"SELECT DISTINCT token FROM ({union})").to_arrow_table()
+        values = tokens.column("token").to_pylist() if tokens.num_rows else []
+        if kind == "person":
+            # A second person column (e.g. the insured of a dependant) of an opted-out person
+            # gets no pseudonym: the column is written as null and the row stays.
+            values = [v for v in values if v not in opted_out]
+        out[kind] = sorted(values)
+    return out
+
+
+def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
+    """The (pseudonym, idx) index: previous positions kept, new pseudonyms appended in order.
+
+    On a first provisioning the index is dense 0..n-1 in pseudonym order. A re-provisioning
+    (later opt-outs) keeps every remaining pseudonym's idx so that differencing history stays
+    valid; removed people leave gaps.
+    """
+    current = sorted(set(pseudonyms))
+    kept: dict[str, int] = {}
+    if previous is not None and previous.num_rows:
+        wanted = set(current)
+        for name, idx in zip(previous.column("pseudonym").to_pylist(), previous.column("idx").to_pylist(), strict=True):
+            if name in wanted:
+                kept[name] = idx
+    next_idx = (max(previous.column("idx").to_pylist()) + 1) if previous is not None and previous.num_rows else 0
+    names, idxs = [], []
+    for name in current:
+        if name in kept:
+            idx = kept[name]
+        else:
+            idx, next_idx = next_idx, next_idx + 1
+        names.append(name)
+        idxs.append(idx)
+    if next_idx >= 2**32:
+        raise ProvisionError("the project index exceeds 2**32 entries")
+    table = pa.table({"pseudonym": pa.array(names, pa.string()), "idx": pa.array(idxs, pa.uint32())})
+    return table.sort_by("idx")
+
+
+def _select_sql(plan: FilePlan, catalog: Catalog, paths: list[Path]) -> str:
+    fd = catalog.file(plan.file)
+    exprs, joins = [], []
+    for i, column in enumerate(plan.columns):
+        col = fd.column(column)
+        ref = f"t.{quote(column)}"
+        if column in plan.identifiers:
+            alias = f"m{i}"
+            joins.append(f"LEFT JOIN map_{plan.identifiers[column]} {alias} ON {ref} = {alias}.token")
+            exprs.append(f"{alias}.pseudonym AS {quote(column)}")
+        elif column in plan.coarsen:
+            exprs.append(f"{coarsen_sql(ref, plan.coarsen[column], col.type)} AS {quote(column)}")
+        else:
+            exprs.append(f"{ref} AS {quote(column)}")
+    return f"SELECT {', '.join(exprs)} FROM {_source_sql(plan, paths)} {' '.join(joins)}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_extract(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    plans: list[FilePlan],
+    catalog: Catalog,
+    paths_for: PathsFor,
+    key: SecretKey,
+    opted_out: set[bytes],
+    stage: Path,
+    previous_index: dict[str, pa.Table] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ExtractOutcome:
+    """Write every approved (file, year) and the index files into ``stage`` (not yet read-only).
+
+    Parameters
+    ----------
+    paths_for : ``(file, year or None) -> vault Parquet paths`` of the pinned batches.
+    opted_out : stage-1 person tokens excluded from every file.
+    previous_index : the current extract's person/institution indexes, kept stable.
+    """
+    step = on_step or (lambda _msg: None)
+    _prepare_exclusions(con, plans, catalog, paths_for, opted_out)
+    tokens = _distinct_tokens(con, plans, paths_for, opted_out)
+    mappings = {kind: stage2_mapping(key, kind, values) for kind, values in tokens.items()}
+    for kind, table in mappings.items():
+        con.register(f"map_{kind}", table)
+    step(f"pseudonyms for {sum(t.num_rows for t in mappings.values())} identifiers")
+    outcomes = []
+    for plan in plans:
+        outcome = FileOutcome(plan.file, list(plan.years), list(plan.columns))
+        for year in plan.years:
+            paths = paths_for(plan.file, year)
+            if not paths:
+                continue
+            target = stage / plan.file / f"year={year}" / "part-0.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            read = con.execute(f"SELECT count(*) FROM {_parquet(paths)}").fetchone()[0]
+            written = con.execute(
+                f"COPY ({_select_sql(plan, catalog, paths)}) TO '{target}' "
+                "(FORMAT parquet, COMPRESSION zstd)"
+            ).fetchone()[0]
+            if plan.person_column:
+                people = con.execute(
+                    f"SELECT count(DISTINCT t.{quote(plan.person_column)}) FROM {_parquet(paths)} t "
+                    f"SEMI JOIN optout o ON t.{quote(plan.person_column)} = o.token"
+                ).fetchone()[0]
+                outcome.excluded_people += int(people)
+            outcome.rows_read += int(read)
+            outcome.rows += int(written)
+            outcome.parts.append({"path": str(target.relative_to(stage)), "year": year, "rows": int(written)})
+            step(f"{plan.file} {year}: {written} rows")
+        outcome.excluded_rows = outcome.rows_read - outcome.rows
+        outcomes.append(outcome)
+    indexes = {}
+    for kind in INDEX_KINDS:
+        names = mappings[kind].column("pseudonym").to_pylist() if kind in mappings else []
+        indexes[kind] = stable_index(names, (previous_index or {}).get(kind))
+        pq.write_table(indexes[kind], stage / f"{kind}_index.parquet")
+    return ExtractOutcome(outcomes, mappings, indexes)
+
+
+def finalise(stage: Path, outcome: ExtractOutcome) -> None:
+    """Checksum every part into the outcome, then make the staged tree read-only."""
+    for f in outcome.files:
+        for part in f.parts:
+            part["sha256"] = sha256_file(stage / part["path"])
+    make_read_only(stage)
+
+
+def make_read_only(root: Path) -> None:
+    """Files 0440, folders 0550 (deepest first, the root last)."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            os.chmod(Path(dirpath) / name, FILE_MODE)
+        for name in dirnames:
+            os.chmod(Path(dirpath) / name, DIR_MODE)
+    os.chmod(root, DIR_MODE)
+
+
+def force_remove(path: Path) -> None:
+    """Remove a tree even when it was made read-only (owner regains write first)."""
+    if not path.exists():
+        return
+    for dirpath, _dirnames, _filenames in os.walk(path):
+        os.chmod(dirpath, stat.S_IRWXU)
+    shutil.rmtree(path)
+
+
+def new_stage(project_dir: Path) -> Path:
+    """A fresh staging folder beside ``extract/`` (same parent: the final rename is atomic)."""
+    stage = project_dir / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
+    stage.mkdir(mode=0o700)
+    return stage
+
+
+def remove_leftovers(project_dir: Path) -> list[str]:
+    """Delete staging and retired folders left by interrupted runs; return their names."""
+    removed = []
+    for prefix in (STAGING_PREFIX, RETIRED_PREFIX):
+        for path in sorted(project_dir.glob(f"{prefix}*")):
+            force_remove(path)
+            removed.append(path.name)
+    return removed
+
+
+def publish(stage: Path, project_dir: Path) -> None:
+    """Swap ``stage`` in as ``extract/``: the old extract is renamed aside, then deleted."""
+    target = project_dir / EXTRACT
+    retired = None
+    if target.exists():
+        retired = project_dir / f"{RETIRED_PREFIX}{secrets.token_hex(6)}"
+        os.replace(target, retired)
+    os.replace(stage, target)
+    if retired is not None:
+        force_remove(retired)

@@ -1,0 +1,257 @@
+"""``provision_project``: one approved project's extract, from the vault to the project area.
+
+Order of work: check who and which project; plan the selection from the steward's
+decisions; create (or load) the project key; read the opt-out registry as of today; write the
+extract, its indexes, data dictionary, representativeness report and manifest into a staging
+folder; make it read-only; swap it in; then record it in the state store with an audit entry
+in the same transaction. A failure anywhere before the swap removes the staging folder; a
+killed run leaves one that the next run deletes. Re-running rebuilds the extract with the
+same pseudonyms (same key) and a stable integer index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog import Catalog, load_catalog
+from enclave import audit, clock
+from enclave.config import Settings
+from enclave.keys import KeyStore, create_project_key, project_key
+from enclave.optout import opted_out_tokens
+from enclave.roles import Role
+from enclave.state.models import Project, ProjectExtract
+from enclave.users import require
+from pipelines import vault
+from pipelines.provision import dictionary, extract, representativeness
+from pipelines.provision.errors import ProjectNotProvisionable
+from pipelines.provision.policy import provisioning_policy
+from pipelines.provision.select import FilePlan, plan_selection
+
+PSEUDONYMS_FILE = "pseudonyms.parquet"
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class ProvisionResult:
+    """What a provisioning run produced (no identifiers, no key material)."""
+
+    project: str
+    extract_dir: Path
+    rows: int
+    excluded_rows: int
+    excluded_people: int
+    files: dict[str, dict] = field(default_factory=dict)
+    warnings: list[dict] = field(default_factory=list)
+    manifest_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "project": self.project, "extract": str(self.extract_dir), "rows": self.rows,
+            "optouts_excluded_rows": self.excluded_rows,
+            "optouts_excluded_people": self.excluded_people,
+            "files": {k: {kk: vv for kk, vv in v.items() if kk != "parts"} for k, v in self.files.items()},
+            "representativeness_warnings": self.warnings, "manifest_sha256": self.manifest_sha256,
+        }
+
+
+def project_dir(settings: Settings, code: str) -> Path:
+    return settings.projects_dir / code
+
+
+def paths_in_batches(settings: Settings, batches: list[str]) -> extract.PathsFor:
+    """``(file, year or None) -> Parquet paths`` restricted to ``batches`` (pinned per extract)."""
+
+    def paths_for(file: str, year: int | None) -> list[Path]:
+        out: list[Path] = []
+        for batch in batches:
+            root = vault.batch_dir(settings, batch) / f"file={file}"
+            pattern = f"year={year}" if year is not None else "year=*"
+            for year_dir in sorted(root.glob(pattern)):
+                out.extend(sorted(year_dir.glob("*.parquet")))
+        return out
+
+    return paths_for
+
+
+def project_plans(project: Project, catalog: Catalog) -> list[FilePlan]:
+    """The approved selection of ``project`` as file plans."""
+    from enclave.projects import service
+
+    return plan_selection(catalog, service.approved_columns(project), service.approved_file_years(project))
+
+
+def _ensure_project_area(root: Path) -> None:
+    # Group ownership is left to the hub integration, which creates the Unix group.
+    for path, mode in ((root, 0o750), (root / "scratch", 0o2770), (root / "differencing", 0o700)):
+        if not path.exists():
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, mode)
+
+
+def read_index(extract_dir: Path) -> dict[str, pa.Table]:
+    """The current extract's person/institution indexes (empty when there is none)."""
+    out = {}
+    for kind in extract.INDEX_KINDS:
+        path = extract_dir / f"{kind}_index.parquet"
+        if path.is_file():
+            out[kind] = pq.read_table(path)
+    return out
+
+
+def optouts_digest(tokens: set[bytes]) -> str:
+    """A digest of the opt-out set used (detects later changes without storing the tokens)."""
+    digest = hashlib.sha256()
+    for token in sorted(tokens):
+        digest.update(token)
+    return digest.hexdigest()
+
+
+def _write_pseudonyms(root: Path, mappings: dict[str, pa.Table]) -> None:
+    names = [n for kind in sorted(mappings) for n in mappings[kind].column("pseudonym").to_pylist()]
+    tmp = root / f".{PSEUDONYMS_FILE}.{secrets.token_hex(4)}.tmp"
+    pq.write_table(pa.table({"pseudonym": pa.array(sorted(set(names)), pa.string())}), tmp)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, root / PSEUDONYMS_FILE)
+
+
+def provision_project(
+    session: Session,
+    settings: Settings,
+    *,
+    code: str,
+    actor: str,
+    batches: list[str] | None = None,
+    on_step: Callable[[str], None] | None = None,
+    action: str = "project.provision",
+) -> ProvisionResult:
+    """Build (or rebuild) the extract of project ``code``; custodian only.
+
+    Parameters
+    ----------
+    batches : vault batches to read; default every committed batch (a rebuild for later
+        opt-outs passes the batches of the current extract, so no new data slips in).
+    on_step : called with a short progress message after each step.
+
+    Raises
+    ------
+    PermissionDenied
+        ``actor`` is not an active custodian.
+    ProjectNotProvisionable
+        The project's status is not in ``provisionable_statuses`` of the policy.
+    SelectionError
+        The approved selection is empty or names columns the catalog lacks.
+    KeyDestroyedError
+        The project was closed and its key destroyed.
+    """
+    from enclave.projects import service
+
+    who = require(session, actor, Role.CUSTODIAN)
+    policy = provisioning_policy(settings)
+    project = service.get_project(session, code)
+    if project.status not in policy.provisionable_statuses:
+        raise ProjectNotProvisionable(
+            f"project {code} is {project.status}; an extract is built only for "
+            f"{policy.provisionable_statuses} (policies/provisioning.yaml)"
+        )
+    catalog = load_catalog()
+    plans = project_plans(project, catalog)
+    keys = KeyStore.for_home(settings.keys_dir)
+    create_project_key(keys, code)
+    key = project_key(keys, code)
+    at: date = service.today()
+    opted = opted_out_tokens(session, at)
+    batches = list(batches) if batches is not None else vault.committed_batches(session)
+    paths_for = paths_in_batches(settings, batches)
+    root = project_dir(settings, code)
+    _ensure_project_area(root)
+    extract.remove_leftovers(root)
+    previous = read_index(root / extract.EXTRACT)
+    stage = extract.new_stage(root)
+    temp = settings.tmp_dir / f"duckdb-{code}-{secrets.token_hex(4)}"
+    con = extract.connect(memory_limit=policy.duckdb_memory_limit, threads=policy.duckdb_threads,
+                          temp_dir=temp)
+    moment = clock.now()
+    try:
+        outcome = extract.write_extract(con, plans=plans, catalog=catalog, paths_for=paths_for,
+                                        key=key, opted_out=opted, stage=stage,
+                                        previous_index=previous, on_step=on_step)
+        counts, people_all, people_kept = representativeness.compute_counts(
+            con, plans=plans, catalog=catalog, paths_for=paths_for,
+            policy=policy.representativeness)
+        summary = representativeness.write_report(
+            stage / "representativeness", project=code, counts=counts, people_all=people_all,
+            people_kept=people_kept, policy=policy.representativeness)
+        stamp = moment.isoformat(timespec="seconds")
+        (stage / "data_dictionary.md").write_text(
+            dictionary.render_markdown(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
+        (stage / "data_dictionary.html").write_text(
+            dictionary.render_html(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
+        for f in outcome.files:
+            for part in f.parts:
+                part["sha256"] = extract.sha256_file(stage / part["path"])
+        others = sorted(p for p in stage.rglob("*") if p.is_file() and "year=" not in str(p.relative_to(stage)))
+        manifest = {
+            "project": code,
+            "provisioned_at": stamp,
+            "provisioned_by": who.username,
+            "optouts_as_of": at.isoformat(),
+            "optouts_registry_size": len(opted),
+            "optouts_sha256": optouts_digest(opted),
+            "batches": batches,
+            "rows": outcome.rows,
+            "optouts_excluded_rows": outcome.excluded_rows,
+            "files": {f.file: f.as_dict() for f in outcome.files},
+            "other_files": {str(p.relative_to(stage)): extract.sha256_file(p) for p in others},
+            "representativeness_warnings": len(summary["warnings"]),
+        }
+        text = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True)
+        (stage / MANIFEST).write_text(text, encoding="utf-8")
+        extract.make_read_only(stage)
+        extract.publish(stage, root)
+    except BaseException:
+        extract.force_remove(stage)
+        raise
+    finally:
+        con.close()
+        shutil.rmtree(temp, ignore_errors=True)
+    _write_pseudonyms(root, outcome.mappings)
+    manifest_sha = hashlib.sha256(text.encode()).hexdigest()
+    excluded_people = sum(f.excluded_people for f in outcome.files)
+    record = session.execute(select(ProjectExtract).where(ProjectExtract.project_code == code)).scalar_one_or_none()
+    if record is None:
+        record = ProjectExtract(project_code=code)
+        session.add(record)
+    record.status = "present"
+    record.provisioned_at = moment
+    record.provisioned_by = who.username
+    record.optouts_as_of = at
+    record.batches_json = json.dumps(batches)
+    record.rows = outcome.rows
+    record.excluded_rows = outcome.excluded_rows
+    record.manifest_sha256 = manifest_sha
+    record.deleted_at = None
+    audit.record(
+        session, settings, actor=who.username, role=Role.CUSTODIAN.value, action=action,
+        obj=code, project=code,
+        details={"rows": outcome.rows, "optouts_excluded_rows": outcome.excluded_rows,
+                 "optouts_excluded_people": excluded_people,
+                 "per_file": {f.file: {"rows": f.rows, "excluded_rows": f.excluded_rows,
+                                       "excluded_people": f.excluded_people} for f in outcome.files},
+                 "batches": len(batches), "manifest_sha256": manifest_sha,
+                 "representativeness_warnings": len(summary["warnings"])},
+    )
+    return ProvisionResult(code, root / extract.EXTRACT, outcome.rows, outcome.excluded_rows,
+                           excluded_people, manifest["files"], summary["warnings"], manifest_sha)

@@ -1,0 +1,239 @@
+"""The representativeness report: how excluding the opted-out people shifts the population.
+
+For the people of the project's approved files (before exclusion) the report counts, by age
+group, sex, region and ICD-10 chapter of the principal diagnosis, everyone ("all") and those
+left after the opt-outs ("kept"), and gives each category's share in both, the absolute shift
+in percentage points and the relative shift. A category whose shift exceeds the policy
+threshold (``policies/provisioning.yaml``) is flagged. Output: ``summary.json``, one PNG per
+dimension (matplotlib, Agg backend) and ``report.html`` (jinja2). All counts come from DuckDB
+aggregates over the vault; no row-level data leaves this module.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from itertools import pairwise
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+from jinja2 import Environment, select_autoescape
+
+from catalog import Catalog
+from pipelines.provision.coarsen import quote
+from pipelines.provision.extract import PathsFor, _parquet
+from pipelines.provision.policy import RepresentativenessPolicy
+from pipelines.provision.select import FilePlan
+
+DIMENSIONS = ("age_group", "sex", "region", "icd10_chapter")
+DIAGNOSIS_COLUMN = "ICD9CM_1"
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Representativeness {{ project }}</title>
+<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1em}
+td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}
+td.l{text-align:left}.warn{background:#fdd}</style></head><body>
+<h1>Representativeness of the extract, project {{ project }}</h1>
+<p>People in the approved files: {{ s.people_all }}; opted out and excluded:
+{{ s.people_excluded }} ({{ "%.3f"|format(s.excluded_share * 100) }} %).
+Thresholds: {{ s.thresholds.max_abs_shift_pp }} percentage points or
+{{ (s.thresholds.max_rel_shift * 100)|round(1) }} % relative, for categories of at least
+{{ s.thresholds.min_category_people }} people.</p>
+{% if s.warnings %}<p class="warn"><b>Warning:</b> {{ s.warnings|length }} categories shift
+beyond the threshold: {% for w in s.warnings %}{{ w.dimension }} {{ w.category }}
+{{- ", " if not loop.last }}{% endfor %}.</p>
+{% else %}<p>No shift exceeds the thresholds.</p>{% endif %}
+{% for dim, rows in s.dimensions.items() %}<h2>{{ dim }}</h2><img src="{{ dim }}.png" alt="{{ dim }}">
+<table><tr><th>category</th><th>all</th><th>kept</th><th>share all %</th><th>share kept %</th>
+<th>shift (pp)</th><th>relative %</th></tr>
+{% for r in rows %}<tr{% if r.warning %} class="warn"{% endif %}>
+<td class="l">{{ r.category }}</td><td>{{ r.n_all }}</td>
+<td>{{ r.n_kept }}</td><td>{{ "%.3f"|format(r.share_all * 100) }}</td><td>{{ "%.3f"|format(r.share_kept * 100) }}</td>
+<td>{{ "%.3f"|format(r.abs_shift_pp) }}</td><td>{{ "%.2f"|format(r.rel_shift * 100) }}</td></tr>
+{% endfor %}</table>{% endfor %}</body></html>
+"""
+
+
+def shifts(counts: pl.DataFrame, people_all: int, people_kept: int,
+           policy: RepresentativenessPolicy) -> pl.DataFrame:
+    """Shares and shifts per (dimension, category) from counts ``n_all`` and ``n_kept``.
+
+    Shares are over all people (a person may count in several chapters), so every dimension
+    is compared on the same base. ``warning`` is true where the category is large enough and
+    the absolute or relative shift exceeds the policy.
+    """
+    share_all = pl.col("n_all") / max(people_all, 1)
+    share_kept = pl.col("n_kept") / max(people_kept, 1)
+    out = counts.with_columns(share_all.alias("share_all"), share_kept.alias("share_kept"))
+    out = out.with_columns(
+        ((pl.col("share_kept") - pl.col("share_all")) * 100).alias("abs_shift_pp"),
+        pl.when(pl.col("share_all") > 0)
+        .then(pl.col("share_kept") / pl.col("share_all") - 1)
+        .otherwise(0.0)
+        .alias("rel_shift"),
+    )
+    big = pl.col("n_all") >= policy.min_category_people
+    over = (pl.col("abs_shift_pp").abs() > policy.max_abs_shift_pp) | (
+        pl.col("rel_shift").abs() > policy.max_rel_shift
+    )
+    return out.with_columns((big & over).alias("warning")).sort("dimension", "category")
+
+
+def _age_sql(birth: str, edges: list[int], on: date) -> str:
+    age = f"date_diff('year', {birth}, DATE '{on.isoformat()}')"
+    parts = ["CASE"]
+    for low, high in pairwise(edges):
+        parts.append(f"WHEN {age} < {high} THEN '{low:02d}-{high - 1:02d}'")
+    parts.append(f"WHEN {age} >= {edges[-1]} THEN '{edges[-1]:02d}+'")
+    parts.append("ELSE 'unknown' END")
+    return " ".join(parts)
+
+
+def _chapters_table(catalog: Catalog) -> pa.Table:
+    chapters = catalog.codesets["icd10cm_chapters"].chapters or []
+    return pa.table({
+        "chapter": [f"{c.chapter:02d} {c.en}" for c in chapters],
+        "lo": [c.range[0] for c in chapters],
+        "hi": [c.range[1] for c in chapters],
+    })
+
+
+def compute_counts(
+    con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor,
+    policy: RepresentativenessPolicy,
+) -> tuple[pl.DataFrame, int, int]:
+    """Counts per (dimension, category) for all people and for those kept; needs ``optout``
+    registered on ``con`` (done by :func:`pipelines.provision.extract.write_extract`)."""
+    years = sorted({y for p in plans for y in p.years})
+    people_sources = []
+    for plan in plans:
+        if plan.person_column:
+            for year in plan.years:
+                paths = paths_for(plan.file, year)
+                if paths:
+                    people_sources.append(f"SELECT {quote(plan.person_column)} AS token FROM {_parquet(paths)}")
+    if not people_sources:
+        return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
+                                    "n_all": pl.Int64, "n_kept": pl.Int64}), 0, 0
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rep_people AS SELECT DISTINCT token FROM ("
+        + " UNION ALL ".join(people_sources) + ") WHERE token IS NOT NULL"
+    )
+    # Demographics from every vault file with the person's sex and birth date in those years
+    # (aggregate use only); region from enrollment when the vault holds it.
+    demo_sources = []
+    for fd in catalog.files:
+        names = set(fd.column_names)
+        person = next((c.name for c in fd.columns if c.identifier == "person"), None)
+        if person is None or not {"ID_S", "ID_BIRTHDAY"} <= names:
+            continue
+        paths = [p for y in years for p in paths_for(fd.name, y)]
+        if not paths:
+            continue
+        region = "ID1_CITY" if "ID1_CITY" in names else "NULL"
+        demo_sources.append(
+            f"SELECT {quote(person)} AS token, ID_S AS sex, ID_BIRTHDAY AS birth, "
+            f"CAST({region} AS VARCHAR) AS region FROM {_parquet(paths)}"
+        )
+    on = date(years[-1], 12, 31)
+    if demo_sources:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE rep_demo AS SELECT token, any_value(sex) AS sex, "
+            "any_value(birth) AS birth, any_value(region) AS region FROM ("
+            + " UNION ALL ".join(demo_sources) + ") GROUP BY token"
+        )
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE rep_demo AS SELECT NULL::BLOB AS token, "
+                    "NULL::VARCHAR AS sex, NULL::DATE AS birth, NULL::VARCHAR AS region WHERE false")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE rep AS SELECT p.token, "
+        "p.token IN (SELECT token FROM optout) AS opted_out, "
+        f"{_age_sql('d.birth', policy.age_edges, on)} AS age_group, "
+        "coalesce(d.sex, 'unknown') AS sex, coalesce(d.region, 'unknown') AS region "
+        "FROM rep_people p LEFT JOIN rep_demo d USING (token)"
+    )
+    con.register("rep_chapters", _chapters_table(catalog))
+    dx_sources = []
+    for fd in catalog.files:
+        person = next((c.name for c in fd.columns if c.identifier == "person"), None)
+        if person is None or DIAGNOSIS_COLUMN not in fd.column_names:
+            continue
+        paths = [p for y in years for p in paths_for(fd.name, y)]
+        if paths:
+            dx_sources.append(f"SELECT {quote(person)} AS token, substr({DIAGNOSIS_COLUMN}, 1, 3) AS cat "
+                              f"FROM {_parquet(paths)}")
+    queries = [
+        f"SELECT '{dim}' AS dimension, {dim} AS category, count(*) AS n_all, "
+        f"count(*) FILTER (WHERE NOT opted_out) AS n_kept FROM rep GROUP BY ALL"
+        for dim in ("age_group", "sex", "region")
+    ]
+    if dx_sources:
+        queries.append(
+            "SELECT 'icd10_chapter' AS dimension, c.chapter AS category, count(DISTINCT r.token) AS n_all, "
+            "count(DISTINCT r.token) FILTER (WHERE NOT r.opted_out) AS n_kept FROM ("
+            + " UNION ALL ".join(dx_sources) + ") d JOIN rep_chapters c ON d.cat BETWEEN c.lo AND c.hi "
+            "JOIN rep r ON r.token = d.token GROUP BY ALL"
+        )
+    counts = pl.DataFrame(con.execute(" UNION ALL ".join(queries)).to_arrow_table())
+    totals = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT opted_out) FROM rep").fetchone()
+    return counts.with_columns(pl.col("n_all").cast(pl.Int64), pl.col("n_kept").cast(pl.Int64)), \
+        int(totals[0]), int(totals[1])
+
+
+def _plot(rows: pl.DataFrame, dimension: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cats = rows.get_column("category").to_list()
+    x = range(len(cats))
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(cats) + 2), 4))
+    width = 0.4
+    ax.bar([i - width / 2 for i in x], (rows["share_all"] * 100).to_list(), width, label="all people")
+    ax.bar([i + width / 2 for i in x], (rows["share_kept"] * 100).to_list(), width, label="without opt-outs")
+    ax.set_xticks(list(x))
+    ax.set_xticklabels([c[:28] for c in cats], rotation=60 if len(cats) > 6 else 0, ha="right", fontsize=7)
+    ax.set_ylabel("share of people (%)")
+    ax.set_title(dimension)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def write_report(
+    folder: Path, *, project: str, counts: pl.DataFrame, people_all: int, people_kept: int,
+    policy: RepresentativenessPolicy,
+) -> dict:
+    """Write ``summary.json``, ``<dimension>.png`` and ``report.html``; return the summary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    table = shifts(counts, people_all, people_kept, policy)
+    dims: dict[str, list[dict]] = {}
+    for dim in DIMENSIONS:
+        rows = table.filter(pl.col("dimension") == dim)
+        if rows.height:
+            dims[dim] = rows.drop("dimension").to_dicts()
+            _plot(rows, dim, folder / f"{dim}.png")
+    warnings = [
+        {"dimension": r["dimension"], "category": r["category"],
+         "abs_shift_pp": r["abs_shift_pp"], "rel_shift": r["rel_shift"]}
+        for r in table.filter(pl.col("warning")).to_dicts()
+    ]
+    summary = {
+        "project": project,
+        "people_all": people_all,
+        "people_kept": people_kept,
+        "people_excluded": people_all - people_kept,
+        "excluded_share": (people_all - people_kept) / people_all if people_all else 0.0,
+        "thresholds": policy.model_dump(),
+        "warnings": warnings,
+        "dimensions": dims,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
+    env = Environment(autoescape=select_autoescape(default=True))
+    (folder / "report.html").write_text(env.from_string(_HTML).render(project=project, s=summary),
+                                        encoding="utf-8")
+    return summary
