@@ -263,17 +263,18 @@ def write_extract(
                 f"COPY ({_select_sql(plan, catalog, paths)}) TO '{target}' "
                 "(FORMAT parquet, COMPRESSION zstd)"
             ).fetchone()[0]
-            if plan.person_column:
-                people = con.execute(
-                    f"SELECT count(DISTINCT t.{quote(plan.person_column)}) FROM {_parquet(paths)} t "
-                    f"SEMI JOIN optout o ON t.{quote(plan.person_column)} = o.token"
-                ).fetchone()[0]
-                outcome.excluded_people += int(people)
             outcome.rows_read += int(read)
             outcome.rows += int(written)
             outcome.parts.append({"path": str(target.relative_to(stage)), "year": year, "rows": int(written)})
             step(f"{plan.file} {year}: {written} rows")
         outcome.excluded_rows = outcome.rows_read - outcome.rows
+        all_paths = [p for year in plan.years for p in paths_for(plan.file, year)]
+        if plan.person_column and all_paths:
+            # Distinct over all years: a person excluded in two years counts once per file.
+            outcome.excluded_people = int(con.execute(
+                f"SELECT count(DISTINCT t.{quote(plan.person_column)}) FROM {_parquet(all_paths)} t "
+                f"SEMI JOIN optout o ON t.{quote(plan.person_column)} = o.token"
+            ).fetchone()[0])
         outcomes.append(outcome)
     indexes = {}
     for kind in INDEX_KINDS:

@@ -1,0 +1,173 @@
+"""Benchmark: provisioning a project over 10 M outpatient rows against a plain DuckDB copy.
+
+Prepare (once, cached in ``--work``): generate ``--rows`` outpatient visits with
+``pipelines.synth.generate_source(files=["H_NHI_OPDTE"])``, ingest them into a fresh enclave
+home, import the generated opt-out lists, and bring a project approving H_NHI_OPDTE 2023
+(all columns of the example application) to ``active``.
+
+Measure, each in its own subprocess (peak RSS from ``os.wait4`` rusage):
+
+* ours: ``provision_project`` (opt-out anti-join, stage-2 pseudonyms, coarsening, dictionary,
+  representativeness report, manifest, read-only publish);
+* baseline: ``COPY (SELECT <approved columns> FROM read_parquet(<vault files>)) TO parquet``
+  with the same DuckDB thread and memory settings.
+
+Prints rows/s, peak RSS and the time ratio (target ≤ 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FILE = "H_NHI_OPDTE"
+YEAR = 2023
+
+
+def _settings(work: Path):
+    from enclave.config import load_settings
+
+    return load_settings(work / "home")
+
+
+def prepare(work: Path, rows: int) -> str:
+    """Generate, ingest and activate a project once; return the project code."""
+    marker = work / "prepared.json"
+    if marker.is_file():
+        return json.loads(marker.read_text())["code"]
+    import yaml
+
+    from enclave import clock, users
+    from enclave.home import init_home
+    from enclave.optout import import_list
+    from enclave.projects import service
+    from enclave.projects.spec import parse_spec
+    from enclave.state.db import session_scope
+    from pipelines.ingest import ingest_directory
+    from pipelines.synth import generate_source
+
+    work.mkdir(parents=True, exist_ok=True)
+    settings = _settings(work)
+    if not settings.settings_file.is_file():
+        init_home(settings, admin_username="alice", admin_full_name="Alice", admin_unit="NHIA",
+                  admin_password="correct-horse-battery-staple")
+    src = work / "src"
+    t = time.perf_counter()
+    if not (src / f"{FILE}_{YEAR}.csv").is_file():
+        generate_source(src, people=max(1, round(rows / 15)), years=[YEAR], seed=1, files=[FILE])
+        print(f"generated in {time.perf_counter() - t:.0f} s", flush=True)
+    t = time.perf_counter()
+    ingest_directory(settings, src, actor="alice")
+    print(f"ingested in {time.perf_counter() - t:.0f} s", flush=True)
+    for path in sorted((src / "optout").glob("*.csv")):
+        with session_scope(settings) as s:
+            import_list(s, settings, path, actor="alice")
+    repo = Path(__file__).resolve().parents[1]
+    example = repo / "docs" / "examples" / "project_spec.yaml"
+    data = yaml.safe_load(example.read_text(encoding="utf-8"))
+    data["data"] = [dict(d, years=[YEAR]) for d in data["data"] if d["file"] == FILE]
+    with session_scope(settings) as s:
+        for name, full, unit, roles in [
+            ("chen.wei", "Chen Wei-Ting", data["institution"], ["researcher"]),
+            ("lin.mei", "Lin Mei-Hua", data["institution"], ["researcher"]),
+            ("wang.hao", "Wang Hao", "Taipei Medical University, School of Public Health", ["researcher"]),
+            ("steve", "Steve Su", "NHIA", ["steward"]),
+        ]:
+            users.add_user(s, settings, actor="alice", username=name, full_name=full, unit=unit,
+                           roles=roles, password="a-long-enough-password")
+    clock.set_clock(None)
+    spec = parse_spec(data)
+    with session_scope(settings) as s:
+        code = service.apply(s, settings, actor=spec.applicant, spec=spec, spec_dir=example.parent).code
+    with session_scope(settings) as s:
+        number = service.approve(s, settings, actor="steve", code=code, reason="benchmark").number
+    with session_scope(settings) as s:
+        for name in sorted(service.member_names(service.get_project(s, code))):
+            for kind in ("contract", "confidentiality"):
+                service.record_declaration(s, settings, actor="alice", code=code, username=name, kind=kind)
+    with session_scope(settings) as s:
+        service.record_payment(s, settings, actor="alice", notice_number=number,
+                               paid_on=service.today(), reference="bench")
+    marker.write_text(json.dumps({"code": code}))
+    return code
+
+
+def run_ours(work: Path, code: str) -> None:
+    from enclave.state.db import session_scope
+    from pipelines.provision import provision_project
+
+    settings = _settings(work)
+    with session_scope(settings) as s:
+        result = provision_project(s, settings, code=code, actor="alice")
+    print(json.dumps({"rows": result.rows, "excluded": result.excluded_rows}))
+
+
+def run_baseline(work: Path, code: str) -> None:
+    import duckdb
+
+    from enclave.projects import service
+    from enclave.state.db import session_scope
+    from pipelines import vault
+    from pipelines.provision.policy import provisioning_policy
+
+    settings = _settings(work)
+    policy = provisioning_policy(settings)
+    with session_scope(settings) as s:
+        columns = service.approved_columns(service.get_project(s, code))[FILE]
+        paths = vault.file_paths(settings, s, FILE, [YEAR])
+    out = work / "baseline.parquet"
+    out.unlink(missing_ok=True)
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{policy.duckdb_memory_limit}'")
+    con.execute(f"SET threads = {policy.duckdb_threads}")
+    con.execute("SET preserve_insertion_order = false")
+    listed = ", ".join(f"'{p}'" for p in paths)
+    cols = ", ".join(f'"{c}"' for c in columns)
+    rows = con.execute(f"COPY (SELECT {cols} FROM read_parquet([{listed}])) TO '{out}' "
+                       "(FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
+    print(json.dumps({"rows": rows}))
+
+
+def _measure(mode: str, work: Path, code: str) -> tuple[float, float, dict]:
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, mode, "--work", str(work), "--code", code],
+                            stdout=subprocess.PIPE)
+    out = proc.stdout.read() if proc.stdout else b""
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{mode} failed with status {status}")
+    return elapsed, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "prepare", "ours", "baseline"])
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/enclave-bench-provision"))
+    ap.add_argument("--code", default="")
+    args = ap.parse_args()
+    if args.mode == "ours":
+        return run_ours(args.work, args.code)
+    if args.mode == "baseline":
+        return run_baseline(args.work, args.code)
+    code = prepare(args.work, args.rows)
+    if args.mode == "prepare":
+        return None
+    base_t, base_rss, base = _measure("baseline", args.work, code)
+    ours_t, ours_rss, ours = _measure("ours", args.work, code)
+    read = ours["rows"] + ours["excluded"]
+    print(f"vault rows {read:,}; extract rows {ours['rows']:,} ({ours['excluded']:,} opted-out rows excluded)")
+    print(f"baseline DuckDB copy: {base_t:6.1f} s  {base['rows'] / base_t:12,.0f} rows/s  peak RSS {base_rss:7.0f} MiB")
+    print(f"provision_project:    {ours_t:6.1f} s  {read / ours_t:12,.0f} rows/s  peak RSS {ours_rss:7.0f} MiB")
+    print(f"ratio (ours / baseline time): {ours_t / base_t:.2f}  (target <= 1.5)")
+    return None
+
+
+if __name__ == "__main__":
+    main()

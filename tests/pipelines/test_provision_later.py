@@ -1,0 +1,175 @@
+"""Provisioning, continued: later opt-outs (policy switch, counts, stable index), the
+representativeness report and its threshold, refusals by status, master-key rotation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from enclave.config import Settings, load_settings
+from enclave.keys import KeyStore, project_key
+from enclave.optout import import_list
+from enclave.state.db import session_scope
+from enclave.state.models import AuditEntry
+
+_spec = importlib.util.spec_from_file_location("_prov", Path(__file__).with_name("test_provision.py"))
+_prov = importlib.util.module_from_spec(_spec)  # shared fixtures and independent helpers
+_spec.loader.exec_module(_prov)
+base, home = _prov.base, _prov.home
+START = _prov.START
+
+
+def _new_optout(settings: Settings, tmp_path: Path, national_id: str) -> None:
+    path = tmp_path / "optout_late.csv"
+    path.write_text(f"ID,EFFECTIVE_DATE,CHANNEL,ACTION\n{national_id},{START:%Y%m%d},web,optout\n")
+    with session_scope(settings) as s:
+        assert import_list(s, settings, path, actor="alice").imported == 1
+
+
+def test_later_optouts_are_removed_from_active_extracts(
+    base: tuple[Path, dict], home: tuple[Settings, dict], tmp_path: Path
+) -> None:
+    from pipelines.provision.later_optouts import apply_later_optouts
+
+    root, _ = base
+    settings, codes = home
+    for code in codes.values():
+        _prov._provision(settings, code)
+    opted = list(_prov._opted_out_ids(root, START.date()))
+    visits = _prov._source(root, "H_NHI_OPDTE").filter(~pl.col("ID").is_in(opted))
+    person = visits.group_by("ID").len().sort("len", "ID", descending=True)["ID"][0]
+    n_visits = visits.filter(pl.col("ID") == person).height
+    code = codes["a"]
+    index_before = pl.read_parquet(settings.projects_dir / code / "extract" / "person_index.parquet")
+    pseudonym = _prov._stage2(settings, code, "person", _prov._stage1(settings, person))
+    assert pseudonym in set(index_before["pseudonym"])
+    # Unchanged registry: nothing to do.
+    with session_scope(settings) as s:
+        result = apply_later_optouts(s, settings, actor="alice")
+    assert all(p["removed_rows"] == 0 for p in result.projects)
+    _new_optout(settings, tmp_path, person)
+    with session_scope(settings) as s:
+        result = apply_later_optouts(s, settings, actor="alice")
+    by_code = {p["project"]: p for p in result.projects}
+    assert set(by_code) == set(codes.values())
+    assert by_code[code]["per_file"]["H_NHI_OPDTE"]["removed_rows"] == n_visits
+    assert by_code[code]["per_file"]["H_NHI_ENROL"]["removed_people"] == 1
+    assert by_code[code]["per_file"]["H_NHI_OPDTO"]["removed_rows"] > 0
+    for file in ("H_NHI_OPDTE", "H_NHI_ENROL"):
+        assert pseudonym not in set(_prov._read(settings, code, file)["ID"])
+    index_after = pl.read_parquet(settings.projects_dir / code / "extract" / "person_index.parquet")
+    assert pseudonym not in set(index_after["pseudonym"])
+    # Everyone else keeps their integer index (differencing history stays valid).
+    kept = index_before.filter(pl.col("pseudonym") != pseudonym).sort("pseudonym")
+    assert kept.equals(index_after.sort("pseudonym"))
+    with session_scope(settings) as s:
+        entry = s.query(AuditEntry).filter(AuditEntry.action == "optout.apply").order_by(AuditEntry.seq.desc()).first()
+        details = json.loads(entry.details)
+    assert details["enabled"] is True and len(details["projects"]) == 2
+    assert person not in entry.details
+
+
+def test_later_optouts_follow_the_policy_switch(
+    base: tuple[Path, dict], home: tuple[Settings, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines.provision.later_optouts import apply_later_optouts
+
+    root, _ = base
+    settings, codes = home
+    code = codes["a"]
+    _prov._provision(settings, code)
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    data = yaml.safe_load((policies / "optout.yaml").read_text())
+    data["apply_to_active_extracts"] = False
+    (policies / "optout.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("ENCLAVE_POLICIES_DIR", str(policies))
+    switched = load_settings(settings.home)
+    person = _prov._source(root, "H_NHI_ENROL").filter(
+        ~pl.col("ID").is_in(list(_prov._opted_out_ids(root, START.date()))))["ID"][0]
+    _new_optout(switched, tmp_path, person)
+    before = (settings.projects_dir / code / "extract" / "manifest.json").read_bytes()
+    with session_scope(switched) as s:
+        result = apply_later_optouts(s, switched, actor="alice")
+    assert result.enabled is False and result.projects == []
+    assert (settings.projects_dir / code / "extract" / "manifest.json").read_bytes() == before
+
+
+def test_representativeness_report(home: tuple[Settings, dict]) -> None:
+    settings, codes = home
+    result = _prov._provision(settings, codes["a"])
+    folder = settings.projects_dir / codes["a"] / "extract" / "representativeness"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert set(summary["dimensions"]) == {"age_group", "sex", "region", "icd10_chapter"}
+    assert summary["people_excluded"] > 0
+    assert summary["people_all"] == summary["people_kept"] + summary["people_excluded"]
+    for dim in summary["dimensions"]:
+        assert (folder / f"{dim}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        rows = summary["dimensions"][dim]
+        if dim != "icd10_chapter":  # every person is in exactly one category
+            assert sum(r["n_all"] for r in rows) == summary["people_all"]
+            assert sum(r["n_kept"] for r in rows) == summary["people_kept"]
+    html = (folder / "report.html").read_text()
+    assert "age_group.png" in html and "shift (pp)" in html
+    assert len(result.warnings) == len(summary["warnings"])
+
+
+def test_shift_threshold_warns() -> None:
+    from pipelines.provision.policy import RepresentativenessPolicy
+    from pipelines.provision.representativeness import shifts
+
+    counts = pl.DataFrame({"dimension": ["sex", "sex"], "category": ["1", "2"],
+                           "n_all": [600, 400], "n_kept": [500, 400]})
+    policy = RepresentativenessPolicy(max_abs_shift_pp=2.0, max_rel_shift=0.5, min_category_people=50)
+    out = shifts(counts, 1000, 900, policy)
+    row = out.filter(pl.col("category") == "2").row(0, named=True)
+    assert row["share_all"] == pytest.approx(0.4) and row["share_kept"] == pytest.approx(400 / 900)
+    assert row["abs_shift_pp"] == pytest.approx(100 * (400 / 900 - 0.4))
+    assert out["warning"].to_list() == [True, True]  # +-4.4 pp > 2 pp
+    calm = shifts(counts, 1000, 900, RepresentativenessPolicy(max_abs_shift_pp=5, max_rel_shift=0.5))
+    assert not calm["warning"].any()
+    small = shifts(counts, 1000, 900, RepresentativenessPolicy(max_abs_shift_pp=2, min_category_people=1000))
+    assert not small["warning"].any()
+
+
+def test_refusals_by_role_and_status(home: tuple[Settings, dict]) -> None:
+    from enclave.errors import PermissionDenied
+    from enclave.projects import service
+    from enclave.projects.spec import parse_spec
+    from pipelines.provision.errors import ProjectNotProvisionable
+
+    settings, codes = home
+    with pytest.raises(PermissionDenied):
+        _prov._provision(settings, codes["a"], actor="chen.wei")
+    spec = parse_spec(yaml.safe_load(_prov.EXAMPLE_SPEC.read_text(encoding="utf-8")))
+    with session_scope(settings) as s:
+        pending = service.apply(s, settings, actor=spec.applicant, spec=spec,
+                                spec_dir=_prov.EXAMPLE_SPEC.parent).code
+        assert service.get_project(s, pending).status == "submitted"
+    with pytest.raises(ProjectNotProvisionable):
+        _prov._provision(settings, pending)
+    assert not (settings.projects_dir / pending / "extract").exists()
+    assert not (settings.keys_dir / "projects" / f"{pending}.wrapped").exists()
+
+
+def test_master_key_rotation_keeps_pseudonyms(home: tuple[Settings, dict]) -> None:
+    settings, codes = home
+    code = codes["a"]
+    _prov._provision(settings, code)
+    before = set(pl.read_parquet(settings.projects_dir / code / "pseudonyms.parquet")["pseudonym"])
+    keys = KeyStore.for_home(settings.keys_dir)
+    raw = project_key(keys, code).reveal()
+    from enclave.keys import project_wrapped_keys
+
+    blob = (settings.keys_dir / "projects" / f"{code}.wrapped").read_bytes()
+    keys.rotate_master(extra_wrapped=project_wrapped_keys(keys))
+    assert (settings.keys_dir / "projects" / f"{code}.wrapped").read_bytes() != blob
+    assert project_key(KeyStore.for_home(settings.keys_dir), code).reveal() == raw
+    _prov._provision(settings, code)
+    assert set(pl.read_parquet(settings.projects_dir / code / "pseudonyms.parquet")["pseudonym"]) == before
