@@ -29,7 +29,7 @@ from enclave.toolkit._env import ToolkitEnvironmentError
 
 
 @pytest.fixture
-def project(toolkit_env):
+def project(extract_env):
     return open_project()
 
 
@@ -76,11 +76,11 @@ def test_crosstab_counts_and_membership_are_true(project):
     assert table.table["n"].sum() < visits.height
 
 
-def test_save_output_writes_csv_and_sidecar(project, toolkit_env):
+def test_save_output_writes_csv_and_sidecar(project, extract_env):
     visits = project.lazy("H_NHI_OPDTE").filter(pl.col("year") == 2020)
     table = crosstab(visits, rows="ID_S")
     path = save_output(table, "sex.csv")
-    assert path == toolkit_env.projects_dir / "P2026-0001" / "scratch" / "rex" / "outputs" / "sex.csv"
+    assert path == extract_env.projects_dir / "P2026-0001" / "scratch" / "rex" / "outputs" / "sex.csv"
     assert pl.read_csv(path).equals(table.table)
     cells = read_cells(path.with_name("sex.csv.cells.parquet"))
     assert [c.cell for c in cells] == ["ID_S=F", "ID_S=M"]

@@ -9,6 +9,6 @@ from pathlib import Path
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from ws_helpers import demo, export_service, toolkit_env
+from ws_helpers import demo, export_service, extract_env, toolkit_env
 
-__all__ = ["demo", "export_service", "toolkit_env"]
+__all__ = ["demo", "export_service", "extract_env", "toolkit_env"]

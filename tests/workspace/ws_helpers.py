@@ -187,3 +187,17 @@ def export_service(demo):
     service = ExportService(demo, uid_map={os.getuid(): "rex"})
     with ServiceThread(service):
         yield service
+
+
+@pytest.fixture
+def extract_env(tmp_path, monkeypatch):
+    """Only the demo extract and rex's workspace (no state store): the kernel's view."""
+    from enclave.config import load_settings
+
+    settings = load_settings(tmp_path / "light-home")
+    write_demo_extract(settings.projects_dir / PROJECT)
+    prepare_workspace(settings, PROJECT, "rex")
+    for key, value in environment(settings, PROJECT, "rex").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("ENCLAVE_HOME", raising=False)
+    return settings
