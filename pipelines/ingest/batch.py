@@ -40,7 +40,7 @@ from pipelines.ingest.decode import read_chunks
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
 from pipelines.ingest.expectations import validate_distinct
 from pipelines.ingest.report import write_report
-from pipelines.ingest.rules import compile_rules, data_year, evaluate, typed
+from pipelines.ingest.rules import compile_rules, data_year, distinct_values, evaluate, typed
 from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover
 from pipelines.ingest.tokens import Tokenizer
 
@@ -155,11 +155,9 @@ class _FileIngest:
         self.outcome = FileOutcome(src.name, self.fd.name, src.year, src.sha256, encoding=encoding)
         self.invariant_fail: dict[str, int] = {}
 
-    def _track_distinct(self, frame: pl.DataFrame) -> None:
-        cols = [c.name for c in self.fd.columns]
-        uniques = frame.select(pl.col(c).unique().implode() for c in cols)
-        for c in cols:
-            self.distinct.setdefault(c, []).append(uniques.get_column(c)[0])
+    def _track_distinct(self, distinct: dict[str, pl.Series]) -> None:
+        for column, values in distinct.items():
+            self.distinct.setdefault(column, []).append(values)
 
     def _write_accepted(self, accepted: pl.DataFrame, chunk_no: int) -> None:
         fd = self.fd
@@ -178,8 +176,7 @@ class _FileIngest:
         if drop:
             frame = frame.drop(drop)
         frame = frame.with_columns(
-            self.tokenizer.map_column(frame.get_column(c.name), c.identifier)
-            for c in fd.identifier_columns
+            self.tokenizer.map_column(frame.get_column(c.name), c.identifier) for c in fd.identifier_columns
         )
         for (year,), part in frame.partition_by("_year", as_dict=True, maintain_order=True).items():
             out = (
@@ -205,17 +202,14 @@ class _FileIngest:
         ):
             self.outcome.rows_read += chunk.lines_read
             if chunk.faults:
-                q_parts.append(
-                    quarantine.from_structural(chunk.faults, self.src.name, fd.name, self.encoding)
-                )
+                q_parts.append(quarantine.from_structural(chunk.faults, self.src.name, fd.name, self.encoding))
             if chunk.frame.height:
-                self._track_distinct(chunk.frame)
-                accepted, rejected = evaluate(chunk.frame, self.rules)
+                distinct = distinct_values(chunk.frame, [c.name for c in fd.columns])
+                self._track_distinct(distinct)
+                accepted, rejected = evaluate(chunk.frame, self.rules, distinct)
                 if rejected.height:
                     q_parts.append(
-                        quarantine.from_rejected(
-                            rejected, columns, self.src.name, fd.name, self.rule_details
-                        )
+                        quarantine.from_rejected(rejected, columns, self.src.name, fd.name, self.rule_details)
                     )
                 if accepted.height:
                     self._write_accepted(accepted, chunk_no)
@@ -248,8 +242,7 @@ class _FileIngest:
         results = validate_distinct(self.fd, self.catalog, distinct)
         problems = [p for r in results for p in r.disagreements]
         self.outcome.validation = [
-            {"column": r.column, "distinct_values": r.distinct_values, "expectations": r.results}
-            for r in results
+            {"column": r.column, "distinct_values": r.distinct_values, "expectations": r.results} for r in results
         ]
         if problems:
             raise ValidatorDisagreement(
@@ -295,15 +288,12 @@ def _apply_crossrow(
             continue
         # A row both duplicated and orphaned is quarantined once, under its first rule.
         seen: set[tuple[str, int]] = set()
-        result.rejected = [
-            r for r in result.rejected if (r[0], r[1]) not in seen and not seen.add((r[0], r[1]))
-        ]
+        result.rejected = [r for r in result.rejected if (r[0], r[1]) not in seen and not seen.add((r[0], r[1]))]
         wanted: dict[str, set[int]] = {}
         for src_name, line, *_ in result.rejected:
             wanted.setdefault(src_name, set()).add(line)
         raws = {
-            name: quarantine.read_lines(by_name[name].path, encodings[name], lines)
-            for name, lines in wanted.items()
+            name: quarantine.read_lines(by_name[name].path, encodings[name], lines) for name, lines in wanted.items()
         }
         qframe = quarantine.from_crossrow(result.rejected, t.name, raws, encodings)
         _write_private_parquet(qframe, staging / "quarantine" / f"crossrow-{t.name}.parquet")
@@ -399,17 +389,14 @@ def ingest_directory(
     sources, ignored = discover(src_dir, catalog)
     if not sources:
         raise IngestError(
-            f"{src_dir}: no source file recognised by the catalog "
-            "(expected names such as H_NHI_OPDTE_2023.csv)"
+            f"{src_dir}: no source file recognised by the catalog (expected names such as H_NHI_OPDTE_2023.csv)"
         )
     content = _content_checksum(sources)
     name = batch_name or f"b{content[:12]}"
     outcomes: dict[str, FileOutcome] = {}
     to_process: list[SourceFile] = []
     with session_scope(settings) as session:
-        existing = session.execute(
-            select(IngestBatch).where(IngestBatch.name == name)
-        ).scalar_one_or_none()
+        existing = session.execute(select(IngestBatch).where(IngestBatch.name == name)).scalar_one_or_none()
         if existing is not None and existing.status == "committed":
             if existing.content_sha256 == content:
                 files = [
@@ -427,9 +414,7 @@ def ingest_directory(
                     for f in existing.files
                 ]
                 return BatchResult(name, "already_ingested", content, files, ignored)
-            raise IngestError(
-                f"batch name {name!r} was used for different files; choose another --batch"
-            )
+            raise IngestError(f"batch name {name!r} was used for different files; choose another --batch")
         for src in sources:
             earlier = _already_ingested(session, src.sha256)
             if earlier:
@@ -463,11 +448,7 @@ def ingest_directory(
     tokenizer = Tokenizer(keys.stage1_key(), keys.escrow_key())
     try:
         for order, src in enumerate(to_process):
-            enc = (
-                canonical_encoding(encoding)
-                if encoding
-                else detect_encoding(src.path, policy.encodings)
-            )
+            enc = canonical_encoding(encoding) if encoding else detect_encoding(src.path, policy.encodings)
             job = _FileIngest(src, order, catalog, tokenizer, staging, enc, policy.chunk_bytes)
             job.run(progress)
             job.validate()
@@ -516,9 +497,7 @@ def ingest_directory(
                 started_at=clock.now(),
                 finished_at=clock.now(),
                 actor=who.username,
-                summary=json.dumps(
-                    {"files": len(sources), "ignored": ignored, "tokens_hashed": tokenizer.hashed}
-                ),
+                summary=json.dumps({"files": len(sources), "ignored": ignored, "tokens_hashed": tokenizer.hashed}),
             )
             batch.files = [
                 IngestFile(

@@ -46,13 +46,15 @@ def duplicate_keys(
     if not staged:
         return []
     pk = definition.primary_key
+    # Find the repeated keys with a hash aggregate first (cheap); only their rows are ranked.
     rows = con.execute(f"""
         WITH s AS (SELECT {_key(pk)}, _source, _order, _line FROM {_scan(staged)}),
+        dup AS (SELECT {_key(pk)} FROM s GROUP BY ALL HAVING count(*) > 1),
         ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY {_key(pk)} ORDER BY _order, _line) AS rn,
-                   first_value(_line) OVER (PARTITION BY {_key(pk)} ORDER BY _order, _line) AS first_line,
-                   first_value(_source) OVER (PARTITION BY {_key(pk)} ORDER BY _order, _line) AS first_source
-            FROM s)
+            SELECT s.*, row_number() OVER w AS rn, first_value(s._line) OVER w AS first_line,
+                   first_value(s._source) OVER w AS first_source
+            FROM s SEMI JOIN dup ON {_join(pk, "s", "dup")}
+            WINDOW w AS (PARTITION BY {_key(pk, "s")} ORDER BY s._order, s._line))
         SELECT _source, _line, 'repeats the key of ' || first_source || ' line ' || first_line
         FROM ranked WHERE rn > 1
     """).fetchall()

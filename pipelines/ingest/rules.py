@@ -72,11 +72,7 @@ def column_rules(column: Column, catalog: Catalog) -> list[Rule]:
             )
         )
     elif column.type == "integer":
-        rules.append(
-            Rule(
-                "not_integer", column.name, present & ~c.str.contains(_INT_RE), "not a whole number"
-            )
-        )
+        rules.append(Rule("not_integer", column.name, present & ~c.str.contains(_INT_RE), "not a whole number"))
     elif column.type == "decimal":
         rules.append(
             Rule(
@@ -142,43 +138,62 @@ def compile_rules(definition: FileDef, catalog: Catalog) -> list[Rule]:
     return rules
 
 
-def evaluate(frame: pl.DataFrame, rules: Sequence[Rule]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def distinct_values(frame: pl.DataFrame, columns: Sequence[str]) -> dict[str, pl.Series]:
+    """Each column's distinct values (null included), computed in one parallel pass."""
+    uniques = frame.select(pl.col(c).unique().implode() for c in columns)
+    return {c: uniques.get_column(c)[0] for c in columns}
+
+
+def _row_flags(rules: Sequence[Rule], distinct: dict[str, pl.Series]) -> list[pl.Expr | None]:
+    """Turn each rule into a cheap per-row test.
+
+    Every column rule depends on one value only, so it is judged once per distinct value
+    (a code column has a few hundred, not hundreds of thousands) and the verdict reaches the
+    rows through a hash lookup; a rule no value fails costs nothing further.
+    """
+    flags: list[pl.Expr | None] = []
+    judged: dict[str, pl.DataFrame] = {}
+    for i, rule in enumerate(rules):
+        values = distinct[rule.column]
+        table = judged.get(rule.column)
+        if table is None:
+            table = pl.DataFrame({rule.column: values})
+            judged[rule.column] = table
+        bad = table.filter(rule.fail.fill_null(False)).get_column(rule.column)
+        if bad.len() == 0:
+            flags.append(None)
+            continue
+        col = pl.col(rule.column)
+        expr = col.is_in(bad.drop_nulls().implode()) if bad.drop_nulls().len() else pl.lit(False)
+        if bad.null_count():
+            expr = expr | col.is_null()
+        flags.append(expr.fill_null(False).alias(f"_f{i}"))
+    return flags
+
+
+def evaluate(
+    frame: pl.DataFrame, rules: Sequence[Rule], distinct: dict[str, pl.Series] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a chunk into (accepted rows, rejected rows with ``_rule``, ``_column``, ``_value``,
-    ``_rules``). Everything is computed column-wise in one Polars pass."""
-    if not rules:
-        empty = frame.clear().with_columns(
-            pl.lit(None, pl.String).alias(n) for n in ("_rule", "_column", "_value", "_rules")
-        )
-        return frame, empty
-    flags = [r.fail.fill_null(False).alias(f"_f{i}") for i, r in enumerate(rules)]
-    scored = frame.with_columns(flags)
-    flag_cols = [pl.col(f"_f{i}") for i in range(len(rules))]
-    failing = scored.filter(pl.any_horizontal(flag_cols))
-    accepted = scored.filter(~pl.any_horizontal(flag_cols)).drop(
-        [f"_f{i}" for i in range(len(rules))]
-    )
-    if failing.height == 0:
-        rejected = failing.drop([f"_f{i}" for i in range(len(rules))]).with_columns(
-            pl.lit(None, pl.String).alias(n) for n in ("_rule", "_column", "_value", "_rules")
-        )
-        return accepted, rejected
-    first_rule = pl.coalesce(
-        [pl.when(pl.col(f"_f{i}")).then(pl.lit(r.name)) for i, r in enumerate(rules)]
-    )
-    first_col = pl.coalesce(
-        [pl.when(pl.col(f"_f{i}")).then(pl.lit(r.column)) for i, r in enumerate(rules)]
-    )
+    ``_rules``). ``distinct`` may pass in precomputed distinct values per column."""
+    no_reject = ("_rule", "_column", "_value", "_rules")
+    distinct = distinct or distinct_values(frame, sorted({r.column for r in rules}))
+    flags = _row_flags(rules, distinct)
+    active = [(i, r, f) for i, (r, f) in enumerate(zip(rules, flags, strict=True)) if f is not None]
+    if not active:
+        return frame, frame.clear().with_columns(pl.lit(None, pl.String).alias(n) for n in no_reject)
+    scored = frame.with_columns(f for _, _, f in active)
+    names = [f"_f{i}" for i, _, _ in active]
+    any_fail = pl.any_horizontal([pl.col(n) for n in names])
+    failing = scored.filter(any_fail)
+    accepted = scored.filter(~any_fail).drop(names)
+    first_rule = pl.coalesce([pl.when(pl.col(f"_f{i}")).then(pl.lit(r.name)) for i, r, _ in active])
+    first_col = pl.coalesce([pl.when(pl.col(f"_f{i}")).then(pl.lit(r.column)) for i, r, _ in active])
     first_val = pl.coalesce(
-        [
-            pl.when(pl.col(f"_f{i}")).then(pl.col(r.column).fill_null("<null>"))
-            for i, r in enumerate(rules)
-        ]
+        [pl.when(pl.col(f"_f{i}")).then(pl.col(r.column).fill_null("<null>")) for i, r, _ in active]
     )
     all_rules = pl.concat_str(
-        [
-            pl.when(pl.col(f"_f{i}")).then(pl.lit(f"{r.name}:{r.column}"))
-            for i, r in enumerate(rules)
-        ],
+        [pl.when(pl.col(f"_f{i}")).then(pl.lit(f"{r.name}:{r.column}")) for i, r, _ in active],
         separator=";",
         ignore_nulls=True,
     )
@@ -187,7 +202,7 @@ def evaluate(frame: pl.DataFrame, rules: Sequence[Rule]) -> tuple[pl.DataFrame, 
         first_col.alias("_column"),
         first_val.alias("_value"),
         all_rules.alias("_rules"),
-    ).drop([f"_f{i}" for i in range(len(rules))])
+    ).drop(names)
     return accepted, rejected
 
 
