@@ -36,7 +36,7 @@ from jupyter_server.services.contents.largefilemanager import AsyncLargeFileMana
 from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import Bool, Integer, Unicode
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 #: Folder put on ``JUPYTER_CONFIG_PATH`` (holds ``labconfig/page_config.json``).
 JUPYTER_CONFIG_DIR = Path(__file__).resolve().parent / "jupyter_config"
@@ -281,8 +281,13 @@ def _link_jupyter_server_extension(serverapp: Any) -> None:
     serverapp.contents_manager_class = EnclaveContentsManager
     if not guard.terminal_enabled:
         serverapp.terminals_enabled = False
-    serverapp.iopub_data_rate_limit = float(guard.max_output_cell_kb * 1024)
-    serverapp.rate_limit_window = 3.0
+    # Kernel websocket connections are created later with the server's config: rate-limit
+    # IOPub data to one maximal cell output per second (averaged over 3 s).
+    serverapp.update_config(Config({"ZMQChannelsWebsocketConnection": {
+        "limit_rate": True,
+        "iopub_data_rate_limit": float(guard.max_output_cell_kb * 1024),
+        "rate_limit_window": 3.0,
+    }}))
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:

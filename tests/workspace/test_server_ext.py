@@ -183,3 +183,52 @@ def test_disabled_plugin_ids_exist_in_installed_jupyterlab():
     assert "@jupyterlab/notebook-extension:export" in ids
     missing = [i for i in ids if f'"{i}"' not in bundles]
     assert missing == []
+
+
+def test_iopub_output_rate_is_limited(server):
+    """A kernel flooding output through the websocket is cut off by the server."""
+    import asyncio
+    import uuid
+
+    from tornado.websocket import websocket_connect
+
+    kernel = requests.post(f"{server.url}/api/kernels", timeout=30,
+                           headers={"Authorization": f"token {TOKEN}"}).json()["id"]
+
+    async def flood() -> tuple[int, str]:
+        ws = await websocket_connect(
+            f"ws://127.0.0.1:{server.url.rsplit(':', 1)[1]}/api/kernels/{kernel}/channels"
+            f"?token={TOKEN}")
+        msg_id = uuid.uuid4().hex
+        ws.write_message(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "session": "t",
+                       "username": "rex", "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": "for i in range(240):\n    print('x' * 10000)", "silent": False,
+                        "store_history": False, "user_expressions": {}, "allow_stdin": False,
+                        "stop_on_error": True}}))
+        received, notices = 0, ""
+        while True:
+            raw = await asyncio.wait_for(ws.read_message(), timeout=60)
+            msg = json.loads(raw)
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                text = msg["content"]["text"]
+                if "rate exceeded" in text:
+                    notices += text
+                else:
+                    received += len(text)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                ws.close()
+                return received, notices
+
+    try:
+        received, notices = asyncio.run(flood())
+    finally:
+        requests.delete(f"{server.url}/api/kernels/{kernel}", timeout=30,
+                        headers={"Authorization": f"token {TOKEN}"})
+    assert "IOPub data rate exceeded" in notices
+    # 2.4 MB in well under 3 s passes the stock limit (1 MB/s averaged over 3 s) but not
+    # the policy's 512 KiB/s.
+    assert received < 2_400_000

@@ -42,7 +42,7 @@ def test_server_args_load_the_guard_with_policy_values(tmp_path):
         "enclave.workspace.server_ext.EnclaveContentsManager"]
     assert _arg(args, "ServerApp.terminals_enabled") == ["False"]
     assert _arg(args, "WorkspaceGuard.max_output_cell_kb") == ["256"]
-    assert _arg(args, "ServerApp.iopub_data_rate_limit") == [str(256 * 1024)]
+    assert _arg(args, "ZMQChannelsWebsocketConnection.iopub_data_rate_limit") == [str(256 * 1024)]
     assert _arg(args, "WorkspaceGuard.extract_dir") == [str(settings.projects_dir / CODE / "extract")]
     assert ".py" in _arg(args, "WorkspaceGuard.upload_suffixes")[0].split(",")
 
