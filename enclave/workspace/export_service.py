@@ -15,7 +15,7 @@ Files are taken only from ``projects/<CODE>/scratch`` (resolved, so ``..`` and s
 are refused) and copied into a private staging folder before anything reads them, so a file
 swapped after the check is not the one checked. Refusals are ``{"ok": false, "error"}``.
 
-Run: ``python -m enclave.workspace.export_service --home HOME``.
+Run: ``python -m enclave.workspace.export_service --home HOME`` (or with ``ENCLAVE_HOME``).
 """
 
 from __future__ import annotations
@@ -306,9 +306,9 @@ async def serve_forever(service: ExportService) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m enclave.workspace.export_service --home HOME``."""
+    """Entry point: ``python -m enclave.workspace.export_service [--home HOME]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--home", required=True, help="the enclave home")
+    parser.add_argument("--home", help="the enclave home (default: $ENCLAVE_HOME)")
     parser.add_argument("--socket", help="socket path (default <home>/run/export.sock)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -152,3 +152,28 @@ def test_malformed_request_is_refused(toolkit_env, export_service):
     assert reply["ok"] is False
     with pytest.raises(ExportServiceError, match="unknown op"):
         call({"op": "release"})
+
+
+def test_entry_point_serves_until_terminated(demo):
+    """``python -m enclave.workspace.export_service --home HOME`` binds the socket and answers."""
+    import signal
+
+    sock_path = demo.home / "run" / "export.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "enclave.workspace.export_service",
+                             "--home", str(demo.home)], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # wait for the service's own "listening" line
+            if "listening on" in line:
+                break
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(sock_path))
+            sock.sendall(b'{"op": "whoami"}\n')
+            sock.shutdown(socket.SHUT_WR)
+            reply = json.loads(sock.makefile().read())
+        assert reply["ok"] is False and reply["kind"] == "CallerNotIdentified"  # root is no researcher
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+    assert not sock_path.exists()
