@@ -38,7 +38,9 @@ from tornado import web
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Config, Configurable
 
-#: Folder put on ``JUPYTER_CONFIG_PATH`` (holds ``labconfig/page_config.json``).
+#: The single-user server's ``JUPYTER_CONFIG_DIR`` (root-owned, so a researcher cannot add a
+#: config file that unloads the guard). Holds ``labconfig/page_config.json`` and the
+#: ``migrated`` marker that stops jupyter_core from trying to migrate old config into it.
 JUPYTER_CONFIG_DIR = Path(__file__).resolve().parent / "jupyter_config"
 PAGE_CONFIG_FILE = JUPYTER_CONFIG_DIR / "labconfig" / "page_config.json"
 

@@ -19,6 +19,7 @@ from enclave.workspace.server_ext import JUPYTER_CONFIG_DIR
 EXTENSION = "enclave.workspace.server_ext"
 RUN_FOLDER = "run"
 SOCKET_NAME = "export.sock"
+LAB_STATE = Path(".jupyter") / "lab"
 
 
 def _check_name(value: str, what: str) -> str:
@@ -114,15 +115,20 @@ def environment(settings: Settings, project_code: str, username: str) -> dict[st
         config path holding the lab page config. Deliberately absent: ``ENCLAVE_HOME``,
         ``ENCLAVE_DATABASE_URL`` and any path under the keys or the vault.
     """
+    workspace = workspace_dir(settings, project_code, username)
     env = {
         "ENCLAVE_PROJECT": project_code,
         "ENCLAVE_EXTRACT": str(extract_dir(settings, project_code)),
-        "ENCLAVE_SCRATCH": str(workspace_dir(settings, project_code, username)),
+        "ENCLAVE_SCRATCH": str(workspace),
         "ENCLAVE_EXPORT_SOCKET": str(export_socket(settings)),
         "ENCLAVE_POLICIES_DIR": str(settings.policies_dir),
         # Root-owned config first: a researcher's own ~/.jupyter cannot re-enable downloads.
         "JUPYTER_CONFIG_DIR": str(JUPYTER_CONFIG_DIR),
         "JUPYTER_CONFIG_PATH": str(JUPYTER_CONFIG_DIR),
+        # The config dir above is read-only for researchers; JupyterLab's own state (settings,
+        # workspace layout) goes to hidden folders of the workspace instead.
+        "JUPYTERLAB_SETTINGS_DIR": str(workspace / LAB_STATE / "user-settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(workspace / LAB_STATE / "workspaces"),
         # A researcher's ~/.local site-packages must not shadow the guard's modules.
         "PYTHONNOUSERSITE": "1",
     }

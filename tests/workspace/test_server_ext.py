@@ -232,3 +232,19 @@ def test_iopub_output_rate_is_limited(server):
     # 2.4 MB in well under 3 s passes the stock limit (1 MB/s averaged over 3 s) but not
     # the policy's 512 KiB/s.
     assert received < 2_400_000
+
+
+def test_lab_settings_and_workspaces_are_writable(server):
+    """The root-owned config dir holds the guard's page config; the researcher's lab settings
+    and workspace state go to hidden folders in the workspace."""
+    headers = {"Authorization": f"token {TOKEN}"}
+    body = {"data": {}, "metadata": {"id": "default"}}
+    r = requests.put(f"{server.url}/lab/api/workspaces/default", json=body, headers=headers,
+                     timeout=30)
+    assert r.status_code == 204, r.text
+    r = requests.put(f"{server.url}/lab/api/settings/@jupyterlab/apputils-extension:themes",
+                     json={"raw": '{"theme": "JupyterLab Dark"}'}, headers=headers, timeout=30)
+    assert r.status_code == 204, r.text
+    assert (server.workspace / ".jupyter" / "lab" / "user-settings").is_dir()
+    assert not list((Path(__file__).parents[2] / "enclave" / "workspace" / "jupyter_config").rglob(
+        "*.jupyterlab-workspace"))
