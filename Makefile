@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv system-deps clean
+.PHONY: demo test lint venv system-deps hub-deps browser-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,25 @@ venv: $(STAMP)
 system-deps:
 	@./scripts/install-system-deps.sh
 
-demo: $(STAMP)
+# The hub: configurable-http-proxy installed repo-locally with npm (no global install), and
+# the host tools the spawner drives (namespaces, setpriv, loop-mounted ext4, useradd).
+HUB_PROXY := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+
+$(HUB_PROXY): | $(STAMP)
+	@./scripts/install-system-deps.sh nodejs npm
+	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error configurable-http-proxy
+
+hub-deps: $(HUB_PROXY)
+	@./scripts/install-system-deps.sh iproute2 util-linux mount e2fsprogs passwd
+
+# Debian's chromium for the browser test (Playwright drives it; `playwright install` is never run).
+browser-deps:
+	@./scripts/install-system-deps.sh chromium
+
+demo: $(STAMP) hub-deps
 	$(BIN)/enclave demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps hub-deps browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -25,6 +25,7 @@ from enclave.projects import service
 from enclave.projects.spec import parse_spec
 from enclave.state.db import session_scope
 from enclave.users import add_user
+from enclave.workspace.demo import write_demo_extract
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SPEC = REPO / "docs" / "examples" / "project_spec.yaml"
@@ -83,7 +84,11 @@ def make_home(root: Path, *, quotas: dict | None = None) -> tuple[Settings, dict
     finally:
         clock.set_clock(None)
     for label, code in codes.items():
-        write_extract(settings, code, marker=f"{label}-{code}")
+        if label == "main":
+            # The workspace's demo extract: what the template notebooks are written against.
+            write_demo_extract(settings.projects_dir / code, persons=200)
+        else:
+            write_extract(settings, code, marker=f"{label}-{code}")
     (settings.vault_dir / "H_NHI_OPDTE").mkdir(parents=True, exist_ok=True)
     pl.DataFrame({"x": [1]}).write_parquet(settings.vault_dir / "H_NHI_OPDTE" / "vault.parquet")
     return settings, codes
@@ -170,8 +175,8 @@ class Researcher:
 
     @property
     def logged_in(self) -> bool:
-        return "jupyterhub-session-id" in self.http.cookies and any(
-            k.startswith("jupyterhub-hub-login") for k in self.http.cookies)
+        names = [cookie.name for cookie in self.http.cookies]
+        return "jupyterhub-session-id" in names and any(n.startswith("jupyterhub-hub-login") for n in names)
 
     def spawn_page(self) -> str:
         return self.http.get(f"{self.hub.url}/hub/spawn/{self.username}", timeout=30).text
@@ -196,6 +201,12 @@ class Researcher:
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.hub.url}/user/{self.username}/api/{path}",
                                 headers={"Authorization": f"token {self.token}"}, timeout=60, **kwargs)
+
+    def api_raw(self, method: str, path: str, **kwargs) -> requests.Response:
+        """A request to the server outside ``/api`` (e.g. ``files/...``, ``nbconvert/...``)."""
+        return requests.request(method, f"{self.hub.url}/user/{self.username}/{path}",
+                                headers={"Authorization": f"token {self.token}"}, timeout=60,
+                                allow_redirects=False, **kwargs)
 
     def hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
         return requests.request(method, f"{self.hub.url}/hub/api/{path}",

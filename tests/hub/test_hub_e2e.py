@@ -13,6 +13,7 @@ import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import polars as pl
 import pyotp
 import pytest
 from sqlalchemy import select
@@ -63,7 +64,7 @@ def attempt(name, fn):
     except Exception as exc:
         res[name] = ["refused", type(exc).__name__]
 extract = os.environ["ENCLAVE_EXTRACT"]
-attempt("own_extract", lambda: pl.read_parquet(extract + "/H_NHI_OPDTE/year=2022/part-0.parquet")["ICD9CM_1"].to_list())
+attempt("own_extract", lambda: pl.read_parquet(extract + "/H_NHI_OPDTE/year=2020/part-0.parquet").height)
 attempt("other_extract", lambda: os.listdir(home + "/projects/{other}/extract"))
 other_part = home + "/projects/{other}/extract/H_NHI_OPDTE/year=2022/part-0.parquet"
 attempt("other_extract_file", lambda: open(other_part, "rb").read(4))
@@ -131,7 +132,8 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
         result = chen.execute(PROBE.format(home=str(hub.settings.home), other=other, port=port))
         assert result["status"] == "ok", result
         res = json.loads(result["stdout"].strip().splitlines()[-1])
-        assert res["own_extract"][0] == "ok" and f"main-{main}" in res["own_extract"][1]
+        own = pl.read_parquet(hub.settings.projects_dir / main / "extract/H_NHI_OPDTE/year=2020/part-0.parquet")
+        assert res["own_extract"] == ["ok", str(own.height)]
         for attempt in ("other_extract", "other_extract_file", "vault", "keys", "state_db", "write_extract",
                         "dns", "host_loopback_tcp", "outside_tcp", "udp", "scratch_over_quota"):
             assert res[attempt][0] == "refused", (attempt, res[attempt])
@@ -139,6 +141,13 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
         assert res["uid"] != 0
         assert res["ifaces"] == ["lo"]
         assert hits == []  # the host service never saw a connection
+
+        # No other way out through the server: /files downloads of data and nbconvert export.
+        made = chen.execute("import os, polars as pl\n"
+                            "pl.DataFrame({'a': [1]}).write_parquet(os.environ['ENCLAVE_SCRATCH'] + '/t.parquet')")
+        assert made["status"] == "ok", made
+        assert chen.api_raw("GET", "files/t.parquet").status_code in (403, 404)
+        assert chen.api_raw("GET", "nbconvert/html/01_getting_started.ipynb?download=true").status_code in (403, 404)
 
         # Computers quota: the project has one computer and chen.wei is using it.
         lin = Researcher(hub, "lin.mei")
