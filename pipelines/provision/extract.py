@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -105,9 +106,22 @@ def _excluded_claims_table(plan: FilePlan) -> str:
     return f"excluded_claims_{plan.parent_file}"
 
 
-def _source_sql(plan: FilePlan, paths: list[Path]) -> str:
+def _inner_person_join(plan: FilePlan) -> bool:
+    """Exclude by an inner join on the person pseudonym table (which lacks opted-out people).
+
+    One hash join then both drops the opted-out rows and maps the column, instead of an
+    anti-join plus a left join. Only for a person column the catalog requires (ingest
+    quarantines rows without it), so no row is lost to a null; and only when it is approved.
+    """
+    return bool(plan.person_column and plan.person_required and plan.person_column in plan.identifiers)
+
+
+def _source_sql(plan: FilePlan, paths: list[Path], *, for_copy: bool = False) -> str:
     """FROM clause of one (file, year): the vault rows left after opt-out exclusion, as ``t``."""
     base = f"{_parquet(paths)} t"
+    if for_copy and _inner_person_join(plan):
+        column = quote(plan.person_column or "")
+        return f"{base} JOIN map_person mp ON t.{column} = mp.token"
     if plan.person_column:
         return f"{base} ANTI JOIN optout o ON t.{quote(plan.person_column)} = o.token"
     if plan.parent_file:
@@ -120,7 +134,9 @@ def _prepare_exclusions(
     con: duckdb.DuckDBPyConnection, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor,
     opted_out: set[bytes],
 ) -> None:
-    con.register("optout", pa.table({"token": pa.array(sorted(opted_out), pa.binary())}))
+    con.register("optout_arrow", pa.table({"token": pa.array(sorted(opted_out), pa.binary())}))
+    con.execute("CREATE OR REPLACE TEMP TABLE optout AS SELECT token FROM optout_arrow")
+    con.unregister("optout_arrow")
     for parent in sorted({p.parent_file for p in plans if p.parent_file}):
         plan = next(p for p in plans if p.parent_file == parent)
         parent_def = catalog.file(parent)
@@ -142,30 +158,37 @@ def _prepare_exclusions(
 
 def _distinct_tokens(
     con: duckdb.DuckDBPyConnection, plans: list[FilePlan], paths_for: PathsFor, opted_out: set[bytes]
-) -> dict[str, list[bytes]]:
-    """Pass 1: distinct stage-1 tokens per kind over the rows that will be written."""
-    selects: dict[str, list[str]] = {}
+) -> tuple[dict[str, list[bytes]], dict[str, int]]:
+    """Pass 1: distinct stage-1 tokens per kind over the rows that will be written, and per
+    file the number of distinct opted-out people whose rows are excluded."""
+    found: dict[str, set[bytes]] = {}
+    excluded_people: dict[str, int] = {}
     for plan in plans:
-        for year in plan.years:
-            paths = paths_for(plan.file, year)
-            if not paths:
-                continue
-            source = _source_sql(plan, paths)
-            for column, kind in plan.identifiers.items():
-                selects.setdefault(kind, []).append(
-                    f"SELECT t.{quote(column)} AS token FROM {source} WHERE t.{quote(column)} IS NOT NULL"
-                )
+        paths = [p for year in plan.years for p in paths_for(plan.file, year)]
+        if not paths:
+            continue
+        # Person files need no anti-join here: opted-out person tokens are dropped below.
+        source = f"{_parquet(paths)} t" if plan.person_column else _source_sql(plan, paths)
+        columns = dict(plan.identifiers)
+        if plan.person_column:
+            columns.setdefault(plan.person_column, "person")
+        for column, kind in columns.items():
+            table = con.sql(f"SELECT DISTINCT t.{quote(column)} AS token FROM {source} "
+                            f"WHERE t.{quote(column)} IS NOT NULL").to_arrow_table()
+            values = table.column("token").to_pylist()
+            if column == plan.person_column:
+                excluded_people[plan.file] = sum(1 for v in values if v in opted_out)
+            if column in plan.identifiers:
+                found.setdefault(kind, set()).update(values)
     out: dict[str, list[bytes]] = {}
-    for kind, parts in sorted(selects.items()):
-        union = " UNION ".join(parts)
-        tokens = con.execute(f"SELECT DISTINCT token FROM ({union})").to_arrow_table()
-        values = tokens.column("token").to_pylist() if tokens.num_rows else []
+    for kind, values in sorted(found.items()):
         if kind == "person":
-            # A second person column (e.g. the insured of a dependant) of an opted-out person
-            # gets no pseudonym: the column is written as null and the row stays.
-            values = [v for v in values if v not in opted_out]
-        out[kind] = sorted(values)
-    return out
+            # No opted-out person gets a pseudonym: their rows are dropped by the inner join,
+            # and a second person column (e.g. the insured of a dependant) that names one is
+            # written as null while the row stays.
+            values = values - opted_out
+        out[kind] = list(values)
+    return out, excluded_people
 
 
 def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
@@ -175,35 +198,32 @@ def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
     (later opt-outs) keeps every remaining pseudonym's idx so that differencing history stays
     valid; removed people leave gaps.
     """
-    current = sorted(set(pseudonyms))
-    kept: dict[str, int] = {}
-    if previous is not None and previous.num_rows:
-        wanted = set(current)
-        for name, idx in zip(previous.column("pseudonym").to_pylist(), previous.column("idx").to_pylist(), strict=True):
-            if name in wanted:
-                kept[name] = idx
-    next_idx = (max(previous.column("idx").to_pylist()) + 1) if previous is not None and previous.num_rows else 0
-    names, idxs = [], []
-    for name in current:
-        if name in kept:
-            idx = kept[name]
-        else:
-            idx, next_idx = next_idx, next_idx + 1
-        names.append(name)
-        idxs.append(idx)
-    if next_idx >= 2**32:
+    current = pl.DataFrame({"pseudonym": pseudonyms}, schema={"pseudonym": pl.String}).unique().sort("pseudonym")
+    if previous is None or not previous.num_rows:
+        old = pl.DataFrame(schema={"pseudonym": pl.String, "idx": pl.Int64})
+    else:
+        old = pl.DataFrame(pl.from_arrow(previous)).with_columns(pl.col("idx").cast(pl.Int64))
+    start = int(old["idx"].max()) + 1 if old.height else 0
+    joined = current.join(old, on="pseudonym", how="left", maintain_order="left")
+    fresh = joined["idx"].is_null()
+    joined = joined.with_columns(
+        pl.when(fresh).then(fresh.cast(pl.Int64).cum_sum() - 1 + start).otherwise(pl.col("idx")).alias("idx")
+    )
+    if joined.height and int(joined["idx"].max()) >= 2**32:
         raise ProvisionError("the project index exceeds 2**32 entries")
-    table = pa.table({"pseudonym": pa.array(names, pa.string()), "idx": pa.array(idxs, pa.uint32())})
-    return table.sort_by("idx")
+    return joined.with_columns(pl.col("idx").cast(pl.UInt32)).sort("idx").to_arrow()
 
 
 def _select_sql(plan: FilePlan, catalog: Catalog, paths: list[Path]) -> str:
     fd = catalog.file(plan.file)
     exprs, joins = [], []
+    inner = _inner_person_join(plan)
     for i, column in enumerate(plan.columns):
         col = fd.column(column)
         ref = f"t.{quote(column)}"
-        if column in plan.identifiers:
+        if inner and column == plan.person_column:
+            exprs.append(f"mp.pseudonym AS {quote(column)}")
+        elif column in plan.identifiers:
             alias = f"m{i}"
             joins.append(f"LEFT JOIN map_{plan.identifiers[column]} {alias} ON {ref} = {alias}.token")
             exprs.append(f"{alias}.pseudonym AS {quote(column)}")
@@ -211,7 +231,7 @@ def _select_sql(plan: FilePlan, catalog: Catalog, paths: list[Path]) -> str:
             exprs.append(f"{coarsen_sql(ref, plan.coarsen[column], col.type)} AS {quote(column)}")
         else:
             exprs.append(f"{ref} AS {quote(column)}")
-    return f"SELECT {', '.join(exprs)} FROM {_source_sql(plan, paths)} {' '.join(joins)}"
+    return f"SELECT {', '.join(exprs)} FROM {_source_sql(plan, paths, for_copy=True)} {' '.join(joins)}"
 
 
 def sha256_file(path: Path) -> str:
@@ -222,7 +242,15 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_extract(
+@dataclass
+class Prepared:
+    """Pass 1 done: pseudonym tables loaded into the connection, opted-out people per file."""
+
+    mappings: dict[str, pa.Table]
+    excluded_people: dict[str, int]
+
+
+def prepare(
     con: duckdb.DuckDBPyConnection,
     *,
     plans: list[FilePlan],
@@ -230,25 +258,33 @@ def write_extract(
     paths_for: PathsFor,
     key: SecretKey,
     opted_out: set[bytes],
+) -> Prepared:
+    """Register the opt-out table and excluded claims, hash each distinct token once, and load
+    the (token, pseudonym) tables as ``map_<kind>`` into ``con``."""
+    _prepare_exclusions(con, plans, catalog, paths_for, opted_out)
+    tokens, excluded_people = _distinct_tokens(con, plans, paths_for, opted_out)
+    mappings = {kind: stage2_mapping(key, kind, values) for kind, values in tokens.items()}
+    for kind, table in mappings.items():
+        # Materialised tables, not registered Arrow views: DuckDB joins its own tables faster.
+        con.register(f"map_{kind}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE map_{kind} AS SELECT * FROM map_{kind}_arrow")
+        con.unregister(f"map_{kind}_arrow")
+    return Prepared(mappings, excluded_people)
+
+
+def copy_files(
+    con: duckdb.DuckDBPyConnection,
+    prepared: Prepared,
+    *,
+    plans: list[FilePlan],
+    catalog: Catalog,
+    paths_for: PathsFor,
     stage: Path,
     previous_index: dict[str, pa.Table] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ExtractOutcome:
-    """Write every approved (file, year) and the index files into ``stage`` (not yet read-only).
-
-    Parameters
-    ----------
-    paths_for : ``(file, year or None) -> vault Parquet paths`` of the pinned batches.
-    opted_out : stage-1 person tokens excluded from every file.
-    previous_index : the current extract's person/institution indexes, kept stable.
-    """
+    """Pass 2: one streaming ``COPY`` per approved (file, year), then the index files."""
     step = on_step or (lambda _msg: None)
-    _prepare_exclusions(con, plans, catalog, paths_for, opted_out)
-    tokens = _distinct_tokens(con, plans, paths_for, opted_out)
-    mappings = {kind: stage2_mapping(key, kind, values) for kind, values in tokens.items()}
-    for kind, table in mappings.items():
-        con.register(f"map_{kind}", table)
-    step(f"pseudonyms for {sum(t.num_rows for t in mappings.values())} identifiers")
     outcomes = []
     for plan in plans:
         outcome = FileOutcome(plan.file, list(plan.years), list(plan.columns))
@@ -268,20 +304,44 @@ def write_extract(
             outcome.parts.append({"path": str(target.relative_to(stage)), "year": year, "rows": int(written)})
             step(f"{plan.file} {year}: {written} rows")
         outcome.excluded_rows = outcome.rows_read - outcome.rows
-        all_paths = [p for year in plan.years for p in paths_for(plan.file, year)]
-        if plan.person_column and all_paths:
-            # Distinct over all years: a person excluded in two years counts once per file.
-            outcome.excluded_people = int(con.execute(
-                f"SELECT count(DISTINCT t.{quote(plan.person_column)}) FROM {_parquet(all_paths)} t "
-                f"SEMI JOIN optout o ON t.{quote(plan.person_column)} = o.token"
-            ).fetchone()[0])
+        # Distinct over all years: a person excluded in two years counts once per file.
+        outcome.excluded_people = prepared.excluded_people.get(plan.file, 0)
         outcomes.append(outcome)
     indexes = {}
     for kind in INDEX_KINDS:
-        names = mappings[kind].column("pseudonym").to_pylist() if kind in mappings else []
+        mapping = prepared.mappings.get(kind)
+        names = mapping.column("pseudonym").to_pylist() if mapping is not None else []
         indexes[kind] = stable_index(names, (previous_index or {}).get(kind))
         pq.write_table(indexes[kind], stage / f"{kind}_index.parquet")
-    return ExtractOutcome(outcomes, mappings, indexes)
+    return ExtractOutcome(outcomes, prepared.mappings, indexes)
+
+
+def write_extract(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    plans: list[FilePlan],
+    catalog: Catalog,
+    paths_for: PathsFor,
+    key: SecretKey,
+    opted_out: set[bytes],
+    stage: Path,
+    previous_index: dict[str, pa.Table] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> ExtractOutcome:
+    """Write every approved (file, year) and the index files into ``stage`` (not yet read-only).
+
+    :func:`prepare` then :func:`copy_files`.
+
+    Parameters
+    ----------
+    paths_for : ``(file, year or None) -> vault Parquet paths`` of the pinned batches.
+    opted_out : stage-1 person tokens excluded from every file.
+    previous_index : the current extract's person/institution indexes, kept stable.
+    """
+    prepared = prepare(con, plans=plans, catalog=catalog, paths_for=paths_for, key=key,
+                       opted_out=opted_out)
+    return copy_files(con, prepared, plans=plans, catalog=catalog, paths_for=paths_for,
+                      stage=stage, previous_index=previous_index, on_step=on_step)
 
 
 def finalise(stage: Path, outcome: ExtractOutcome) -> None:

@@ -16,11 +16,13 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import select
@@ -107,7 +109,7 @@ def read_index(extract_dir: Path) -> dict[str, pa.Table]:
     for kind in extract.INDEX_KINDS:
         path = extract_dir / f"{kind}_index.parquet"
         if path.is_file():
-            out[kind] = pq.read_table(path)
+            out[kind] = pl.read_parquet(path).to_arrow()
     return out
 
 
@@ -120,11 +122,38 @@ def optouts_digest(tokens: set[bytes]) -> str:
 
 
 def _write_pseudonyms(root: Path, mappings: dict[str, pa.Table]) -> None:
-    names = [n for kind in sorted(mappings) for n in mappings[kind].column("pseudonym").to_pylist()]
+    columns = [mappings[kind].column("pseudonym") for kind in sorted(mappings)]
+    names = pa.chunked_array([c for col in columns for c in col.chunks], pa.string())
     tmp = root / f".{PSEUDONYMS_FILE}.{secrets.token_hex(4)}.tmp"
-    pq.write_table(pa.table({"pseudonym": pa.array(sorted(set(names)), pa.string())}), tmp)
+    # Each kind's pseudonyms are distinct already (checked when hashed).
+    pq.write_table(pa.table({"pseudonym": names}), tmp)
     os.chmod(tmp, 0o600)
     os.replace(tmp, root / PSEUDONYMS_FILE)
+
+
+class _Background:
+    """Run ``fn`` in a thread; :meth:`result` joins it and re-raises its error."""
+
+    def __init__(self, fn: Callable[[], dict]) -> None:
+        self._value: dict | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], dict]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the caller's thread by result()
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> dict:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value or {}
 
 
 def provision_project(
@@ -184,16 +213,21 @@ def provision_project(
     con = extract.connect(memory_limit=policy.duckdb_memory_limit, threads=policy.duckdb_threads,
                           temp_dir=temp)
     moment = clock.now()
+    report: _Background | None = None
     try:
-        outcome = extract.write_extract(con, plans=plans, catalog=catalog, paths_for=paths_for,
-                                        key=key, opted_out=opted, stage=stage,
-                                        previous_index=previous, on_step=on_step)
+        prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for,
+                                   key=key, opted_out=opted)
         counts, people_all, people_kept = representativeness.compute_counts(
             con, plans=plans, catalog=catalog, paths_for=paths_for,
             policy=policy.representativeness)
-        summary = representativeness.write_report(
+        # The report (plots) is Python work; DuckDB's COPY releases the GIL, so draw meanwhile.
+        report = _Background(lambda: representativeness.write_report(
             stage / "representativeness", project=code, counts=counts, people_all=people_all,
-            people_kept=people_kept, policy=policy.representativeness)
+            people_kept=people_kept, policy=policy.representativeness))
+        outcome = extract.copy_files(con, prepared, plans=plans, catalog=catalog,
+                                     paths_for=paths_for, stage=stage, previous_index=previous,
+                                     on_step=on_step)
+        summary = report.result()
         stamp = moment.isoformat(timespec="seconds")
         (stage / "data_dictionary.md").write_text(
             dictionary.render_markdown(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
@@ -222,6 +256,8 @@ def provision_project(
         extract.make_read_only(stage)
         extract.publish(stage, root)
     except BaseException:
+        if report is not None:
+            report.join()  # never delete the stage under a thread still writing into it
         extract.force_remove(stage)
         raise
     finally:

@@ -1,9 +1,10 @@
 """The representativeness report: how excluding the opted-out people shifts the population.
 
 For the people of the project's approved files (before exclusion) the report counts, by age
-group, sex, region and ICD-10 chapter of the principal diagnosis, everyone ("all") and those
-left after the opt-outs ("kept"), and gives each category's share in both, the absolute shift
-in percentage points and the relative shift. A category whose shift exceeds the policy
+group, sex and region, everyone ("all") and those left after the opt-outs ("kept"), and the
+visits by ICD-10 chapter of the principal diagnosis with and without the opted-out people's;
+it gives each category's share in both, the absolute shift in percentage points and the
+relative shift. A category whose shift exceeds the policy
 threshold (``policies/provisioning.yaml``) is flagged. Output: ``summary.json``, one PNG per
 dimension (matplotlib, Agg backend) and ``report.html`` (jinja2). All counts come from DuckDB
 aggregates over the vault; no row-level data leaves this module.
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 from jinja2 import Environment, select_autoescape
 
 from catalog import Catalog
@@ -56,16 +56,16 @@ beyond the threshold: {% for w in s.warnings %}{{ w.dimension }} {{ w.category }
 """
 
 
-def shifts(counts: pl.DataFrame, people_all: int, people_kept: int,
-           policy: RepresentativenessPolicy) -> pl.DataFrame:
+def shifts(counts: pl.DataFrame, policy: RepresentativenessPolicy) -> pl.DataFrame:
     """Shares and shifts per (dimension, category) from counts ``n_all`` and ``n_kept``.
 
-    Shares are over all people (a person may count in several chapters), so every dimension
-    is compared on the same base. ``warning`` is true where the category is large enough and
-    the absolute or relative shift exceeds the policy.
+    A share is over the dimension's total (people for age group, sex and region, where each
+    person is in one category; visits for the ICD-10 chapter of the principal diagnosis).
+    ``warning`` is true where the category is large enough and the absolute (percentage
+    points) or relative shift exceeds the policy.
     """
-    share_all = pl.col("n_all") / max(people_all, 1)
-    share_kept = pl.col("n_kept") / max(people_kept, 1)
+    share_all = pl.col("n_all") / pl.col("n_all").sum().over("dimension").clip(lower_bound=1)
+    share_kept = pl.col("n_kept") / pl.col("n_kept").sum().over("dimension").clip(lower_bound=1)
     out = counts.with_columns(share_all.alias("share_all"), share_kept.alias("share_kept"))
     out = out.with_columns(
         ((pl.col("share_kept") - pl.col("share_all")) * 100).alias("abs_shift_pp"),
@@ -89,15 +89,6 @@ def _age_sql(birth: str, edges: list[int], on: date) -> str:
     parts.append(f"WHEN {age} >= {edges[-1]} THEN '{edges[-1]:02d}+'")
     parts.append("ELSE 'unknown' END")
     return " ".join(parts)
-
-
-def _chapters_table(catalog: Catalog) -> pa.Table:
-    chapters = catalog.codesets["icd10cm_chapters"].chapters or []
-    return pa.table({
-        "chapter": [f"{c.chapter:02d} {c.en}" for c in chapters],
-        "lo": [c.range[0] for c in chapters],
-        "hi": [c.range[1] for c in chapters],
-    })
 
 
 def compute_counts(
@@ -154,43 +145,51 @@ def compute_counts(
         "coalesce(d.sex, 'unknown') AS sex, coalesce(d.region, 'unknown') AS region "
         "FROM rep_people p LEFT JOIN rep_demo d USING (token)"
     )
-    con.register("rep_chapters", _chapters_table(catalog))
+    chapters = catalog.codesets["icd10cm_chapters"].chapters or []
+    # Chapter ranges are contiguous 3-character categories: one CASE over the category, so
+    # the principal diagnosis is classed per visit row without a range join.
+    chapter_sql = "CASE " + " ".join(
+        f"WHEN left({DIAGNOSIS_COLUMN}, 3) BETWEEN '{c.range[0]}' AND '{c.range[1]}' "
+        f"THEN '{c.chapter:02d} {c.en.replace(chr(39), chr(39) * 2)}'" for c in chapters
+    ) + " ELSE 'unknown' END"
     dx_sources = []
     for fd in catalog.files:
         person = next((c.name for c in fd.columns if c.identifier == "person"), None)
-        if person is None or DIAGNOSIS_COLUMN not in fd.column_names:
+        if person is None or DIAGNOSIS_COLUMN not in fd.column_names or not chapters:
             continue
         paths = [p for y in years for p in paths_for(fd.name, y)]
         if paths:
-            dx_sources.append(f"SELECT {quote(person)} AS token, substr({DIAGNOSIS_COLUMN}, 1, 3) AS cat "
-                              f"FROM {_parquet(paths)}")
+            dx_sources.append(
+                f"SELECT {chapter_sql} AS chapter, o.token IS NOT NULL AS opted_out "
+                f"FROM {_parquet(paths)} t LEFT JOIN optout o ON t.{quote(person)} = o.token")
     queries = [
         f"SELECT '{dim}' AS dimension, {dim} AS category, count(*) AS n_all, "
         f"count(*) FILTER (WHERE NOT opted_out) AS n_kept FROM rep GROUP BY ALL"
         for dim in ("age_group", "sex", "region")
     ]
     if dx_sources:
+        # Diagnoses are counted per visit (claim): every claim has one principal diagnosis.
         queries.append(
-            "SELECT 'icd10_chapter' AS dimension, c.chapter AS category, count(DISTINCT r.token) AS n_all, "
-            "count(DISTINCT r.token) FILTER (WHERE NOT r.opted_out) AS n_kept FROM ("
-            + " UNION ALL ".join(dx_sources) + ") d JOIN rep_chapters c ON d.cat BETWEEN c.lo AND c.hi "
-            "JOIN rep r ON r.token = d.token GROUP BY ALL"
+            "SELECT 'icd10_chapter' AS dimension, chapter AS category, count(*) AS n_all, "
+            "count(*) FILTER (WHERE NOT opted_out) AS n_kept FROM ("
+            + " UNION ALL ".join(dx_sources) + ") GROUP BY ALL"
         )
-    counts = pl.DataFrame(con.execute(" UNION ALL ".join(queries)).to_arrow_table())
+    counts = pl.DataFrame(con.sql(" UNION ALL ".join(queries)).to_arrow_table())
     totals = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT opted_out) FROM rep").fetchone()
     return counts.with_columns(pl.col("n_all").cast(pl.Int64), pl.col("n_kept").cast(pl.Int64)), \
         int(totals[0]), int(totals[1])
 
 
 def _plot(rows: pl.DataFrame, dimension: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object API with the Agg canvas: no pyplot state, safe outside the main thread.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     cats = rows.get_column("category").to_list()
     x = range(len(cats))
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(cats) + 2), 4))
+    fig = Figure(figsize=(max(6, 0.45 * len(cats) + 2), 4))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     width = 0.4
     ax.bar([i - width / 2 for i in x], (rows["share_all"] * 100).to_list(), width, label="all people")
     ax.bar([i + width / 2 for i in x], (rows["share_kept"] * 100).to_list(), width, label="without opt-outs")
@@ -201,7 +200,6 @@ def _plot(rows: pl.DataFrame, dimension: str, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def write_report(
@@ -210,7 +208,7 @@ def write_report(
 ) -> dict:
     """Write ``summary.json``, ``<dimension>.png`` and ``report.html``; return the summary."""
     folder.mkdir(parents=True, exist_ok=True)
-    table = shifts(counts, people_all, people_kept, policy)
+    table = shifts(counts, policy)
     dims: dict[str, list[dict]] = {}
     for dim in DIMENSIONS:
         rows = table.filter(pl.col("dimension") == dim)

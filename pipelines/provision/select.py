@@ -25,6 +25,7 @@ class FilePlan:
     identifiers: dict[str, str] = field(default_factory=dict)  # column -> kind (approved only)
     coarsen: dict[str, str] = field(default_factory=dict)  # column -> year_month / year
     person_column: str | None = None  # the row's subject, for opt-out exclusion (vault side)
+    person_required: bool = False  # the catalog requires it: ingest guarantees no nulls
     other_person_columns: tuple[str, ...] = ()  # further person columns (e.g. ENROL.ID1)
     parent_file: str | None = None  # order files: exclusion through the parent claim
     parent_key: tuple[str, ...] = ()
@@ -67,6 +68,7 @@ def plan_file(catalog: Catalog, file: str, years: list[int], columns: list[str])
         identifiers=identifiers,  # type: ignore[arg-type]
         coarsen=coarsen,  # type: ignore[arg-type]
         person_column=persons[0] if persons else None,
+        person_required=bool(persons) and known[persons[0]].required,
         other_person_columns=tuple(persons[1:]),
         parent_file=parent_file,
         parent_key=parent_key,

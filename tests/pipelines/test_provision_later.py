@@ -127,14 +127,14 @@ def test_shift_threshold_warns() -> None:
     counts = pl.DataFrame({"dimension": ["sex", "sex"], "category": ["1", "2"],
                            "n_all": [600, 400], "n_kept": [500, 400]})
     policy = RepresentativenessPolicy(max_abs_shift_pp=2.0, max_rel_shift=0.5, min_category_people=50)
-    out = shifts(counts, 1000, 900, policy)
+    out = shifts(counts, policy)
     row = out.filter(pl.col("category") == "2").row(0, named=True)
     assert row["share_all"] == pytest.approx(0.4) and row["share_kept"] == pytest.approx(400 / 900)
     assert row["abs_shift_pp"] == pytest.approx(100 * (400 / 900 - 0.4))
     assert out["warning"].to_list() == [True, True]  # +-4.4 pp > 2 pp
-    calm = shifts(counts, 1000, 900, RepresentativenessPolicy(max_abs_shift_pp=5, max_rel_shift=0.5))
+    calm = shifts(counts, RepresentativenessPolicy(max_abs_shift_pp=5, max_rel_shift=0.5))
     assert not calm["warning"].any()
-    small = shifts(counts, 1000, 900, RepresentativenessPolicy(max_abs_shift_pp=2, min_category_people=1000))
+    small = shifts(counts, RepresentativenessPolicy(max_abs_shift_pp=2, min_category_people=1000))
     assert not small["warning"].any()
 
 
@@ -173,3 +173,40 @@ def test_master_key_rotation_keeps_pseudonyms(home: tuple[Settings, dict]) -> No
     assert project_key(KeyStore.for_home(settings.keys_dir), code).reveal() == raw
     _prov._provision(settings, code)
     assert set(pl.read_parquet(settings.projects_dir / code / "pseudonyms.parquet")["pseudonym"]) == before
+
+
+def test_reid_cli_four_eyes(base: tuple[Path, dict], home: tuple[Settings, dict]) -> None:
+    from typer.testing import CliRunner
+
+    from enclave.cli import _register, app
+    from enclave.errors import SeparationOfDutiesError
+    from pipelines.provision.errors import ReidError
+
+    root, _ = base
+    settings, codes = home
+    code = codes["a"]
+    _prov._provision(settings, code)
+    person = _prov._source(root, "H_NHI_ENROL").filter(
+        ~pl.col("ID").is_in(list(_prov._opted_out_ids(root, START.date()))))["ID"][0]
+    pseudonym = _prov._stage2(settings, code, "person", _prov._stage1(settings, person))
+    _register()
+    runner = CliRunner()
+    env = {"ENCLAVE_HOME": str(settings.home), "ENCLAVE_NOW": START.isoformat()}
+    filed = runner.invoke(app, ["reid", "request", code, pseudonym, "--reason", "court order",
+                                "--as", "alice"], env=env)
+    assert filed.exit_code == 0, filed.output
+    same = runner.invoke(app, ["reid", "approve", "1", "--reason", "ok", "--as", "alice"], env=env)
+    assert isinstance(same.exception, SeparationOfDutiesError)  # the requester cannot approve
+    early = runner.invoke(app, ["reid", "resolve", "1", "--as", "alice"], env=env)
+    assert isinstance(early.exception, ReidError)
+    ok = runner.invoke(app, ["reid", "approve", "1", "--reason", "verified", "--as", "bob"], env=env)
+    assert ok.exit_code == 0, ok.output
+    shown = runner.invoke(app, ["reid", "resolve", "1", "--json", "--as", "alice"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["identifiers"][0]["identifier"] == person
+    listed = runner.invoke(app, ["reid", "list", "--json"], env=env)
+    assert json.loads(listed.stdout)[0]["status"] == "resolved"
+    assert person not in listed.stdout
+    with session_scope(settings) as s:
+        denied = [e.action for e in s.query(AuditEntry).filter(AuditEntry.outcome == "denied")]
+    assert {"reid.approve", "reid.resolve"} <= set(denied)
