@@ -66,9 +66,12 @@ class HubConfig:
 
 def write_config(
     settings: Settings, *, port: int = 8000, dev_no_netns: bool = False,
-    scheduler_interval: float = 60.0, run_scheduler: bool = True,
+    scheduler_interval: float = 60.0, run_scheduler: bool = True, extra_config: str = "",
 ) -> HubConfig:
-    """Write ``<home>/hub/jupyterhub_config.py`` for this home and return how to reach it."""
+    """Write ``<home>/hub/jupyterhub_config.py`` for this home and return how to reach it.
+
+    ``extra_config`` is appended verbatim (operators' site overrides; tests' failure modes).
+    """
     settings.require_initialised()
     hub = hub_dir(settings)
     os.chmod(hub, 0o700)
@@ -111,7 +114,7 @@ c.EnclaveSpawner.enclave_home = {str(settings.home)!r}
 c.EnclaveSpawner.allow_without_netns = {dev_no_netns!r}
 c.EnclaveSpawner.start_timeout = 60
 c.EnclaveSpawner.http_timeout = 60
-'''
+''' + extra_config
     path = hub / "jupyterhub_config.py"
     path.write_text(text, encoding="utf-8")
     os.chmod(path, 0o600)
@@ -143,10 +146,12 @@ class HubProcesses:
 def start(
     settings: Settings, *, port: int = 8000, dev_no_netns: bool = False,
     scheduler_interval: float = 60.0, run_scheduler: bool = True, log_path: Path | None = None,
+    extra_config: str = "",
 ) -> HubProcesses:
     """Start the export service (if installed) and JupyterHub with its proxy."""
     config = write_config(settings, port=port, dev_no_netns=dev_no_netns,
-                          scheduler_interval=scheduler_interval, run_scheduler=run_scheduler)
+                          scheduler_interval=scheduler_interval, run_scheduler=run_scheduler,
+                          extra_config=extra_config)
     hub = config.path.parent
     log = open(log_path or hub / "jupyterhub.log", "ab")  # noqa: SIM115 (the children keep it)
     env = {**os.environ, "ENCLAVE_HOME": str(settings.home)}

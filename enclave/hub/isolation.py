@@ -147,15 +147,16 @@ def netns_name(username: str, code: str) -> str:
     return f"enc-{username}-{code.lower()}"
 
 
-def create_netns(name: str) -> None:
+def create_netns(name: str, *, ip: str = "ip") -> None:
     """Create network namespace ``name`` with only ``lo`` up (no other interface, no route)."""
-    delete_netns(name)
-    _run(["ip", "netns", "add", name], f"create the network namespace {name}")
-    _run(["ip", "-n", name, "link", "set", "lo", "up"], f"bring up lo in {name}")
+    delete_netns(name, ip=ip)
+    _run([ip, "netns", "add", name], f"create the network namespace {name}")
+    _run([ip, "-n", name, "link", "set", "lo", "up"], f"bring up lo in {name}")
 
 
-def delete_netns(name: str) -> None:
-    subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+def delete_netns(name: str, *, ip: str = "ip") -> None:
+    with contextlib.suppress(OSError):
+        subprocess.run([ip, "netns", "delete", name], check=False, capture_output=True)
 
 
 # ---------------------------------------------------------------- cgroups

@@ -72,6 +72,12 @@ class EnclaveSpawner(Spawner):
              "relay (default: the hub's own interpreter). Must be readable by researchers.",
     ).tag(config=True)
 
+    ip_command = Unicode(
+        "ip",
+        help="The iproute2 `ip` program that creates the network namespaces (default: `ip` on "
+             "PATH). If it is missing or fails, starts are refused unless allow_without_netns.",
+    ).tag(config=True)
+
     @default("cmd")
     def _default_cmd(self) -> list[str]:
         return [_venv_bin("jupyterhub-singleuser")]
@@ -192,7 +198,7 @@ class EnclaveSpawner(Spawner):
         self.netns = name
         netns_ok = True
         try:
-            isolation.create_netns(name)
+            isolation.create_netns(name, ip=self.ip_command)
         except SpawnRefused as exc:
             if not self.allow_without_netns:
                 raise SpawnRefused(
@@ -240,7 +246,7 @@ class EnclaveSpawner(Spawner):
         os.chmod(script_path, 0o700)
         launcher = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", str(script_path)]
         if netns_ok:
-            launcher = ["ip", "netns", "exec", name, *launcher]
+            launcher = [self.ip_command, "netns", "exec", name, *launcher]
         launcher = isolation.join_cgroup(self.cgroup, launcher)
         log = open(servers / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
         self.proc = subprocess.Popen(launcher, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -328,7 +334,7 @@ class EnclaveSpawner(Spawner):
             self.cgroup = None
         netns = getattr(self, "netns", None)
         if netns:
-            isolation.delete_netns(netns)
+            isolation.delete_netns(netns, ip=self.ip_command)
             self.netns = None
         project = getattr(self, "project", None)
         if project:

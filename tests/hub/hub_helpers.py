@@ -138,11 +138,12 @@ def wait_until_up(url: str, proc, timeout: float = 60) -> None:
 
 
 def start_hub(root: Path, *, now: datetime, monkeypatch: pytest.MonkeyPatch | None = None,
-              **home_kwargs) -> Hub:
+              extra_config: str = "", **home_kwargs) -> Hub:
     settings, codes = make_home(root, **home_kwargs)
     mp = monkeypatch or pytest.MonkeyPatch()
     mp.setenv("ENCLAVE_NOW", now.isoformat())
-    procs = app.start(settings, port=app.free_port(), run_scheduler=False, log_path=root / "hub.log")
+    procs = app.start(settings, port=app.free_port(), run_scheduler=False, log_path=root / "hub.log",
+                      extra_config=extra_config)
     mp.delenv("ENCLAVE_NOW")
     try:
         wait_until_up(procs.config.url, procs.hub)
