@@ -44,6 +44,22 @@ def usable_projects(session, username: str) -> list[str]:
     return out
 
 
+def client_address(handler: Any) -> str:
+    """The login client's address as the proxy saw it.
+
+    configurable-http-proxy appends the peer to ``X-Forwarded-For``, so its last entry is the
+    real client; tornado's ``remote_ip`` would prefer ``X-Real-Ip``, which a client can send
+    itself and the proxy passes on, so it is not trusted here.
+    """
+    if handler is None:
+        return ""
+    forwarded = handler.request.headers.get("X-Forwarded-For", "")
+    if forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    return handler.request.connection.context.remote_ip if hasattr(handler.request.connection, "context") \
+        else handler.request.remote_ip
+
+
 class EnclaveAuthenticator(Authenticator):
     """Log researchers in with their enclave password (and TOTP code when they have one).
 
@@ -77,7 +93,7 @@ class EnclaveAuthenticator(Authenticator):
 
     async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any] | None:
         """Check the network, the password and the TOTP code; return the user model or None."""
-        address = handler.request.remote_ip if handler is not None else ""
+        address = client_address(handler)
         return await asyncio.get_running_loop().run_in_executor(
             None, self._authenticate_sync, data.get("username", ""), data.get("password", ""),
             data.get("otp", ""), address)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -110,6 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=60.0)
     args = parser.parse_args(argv)
     settings = load_settings(args.home)
+    # The hub stops its services with SIGINT then SIGTERM: end quietly between ticks.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sys.exit(0))
     api_url = os.environ["JUPYTERHUB_API_URL"]
     token = os.environ["JUPYTERHUB_API_TOKEN"]
     while True:

@@ -46,3 +46,19 @@ def test_network_allow_list() -> None:
     assert site.client_allowed("10.20.3.4") and not site.client_allowed("10.21.0.1")
     with pytest.raises(ValidationError, match="not a CIDR"):
         QuotasPolicy(allowed_networks=["10.0.0.0/33"])
+
+
+def test_client_address_trusts_the_proxy_not_the_client() -> None:
+    from types import SimpleNamespace
+
+    from enclave.hub.auth import client_address
+
+    def handler(headers: dict[str, str], peer: str = "127.0.0.1") -> SimpleNamespace:
+        conn = SimpleNamespace(context=SimpleNamespace(remote_ip=peer))
+        return SimpleNamespace(request=SimpleNamespace(headers=headers, connection=conn, remote_ip="spoofed"))
+
+    # A client claiming loopback in X-Real-Ip / X-Forwarded-For: the proxy's appended entry wins.
+    assert client_address(handler({"X-Real-Ip": "127.0.0.1",
+                                   "X-Forwarded-For": "127.0.0.1, 203.0.113.9"})) == "203.0.113.9"
+    assert client_address(handler({"X-Real-Ip": "127.0.0.1"}, peer="198.51.100.4")) == "198.51.100.4"
+    assert client_address(None) == ""
