@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -20,6 +21,7 @@ from enclave.cli._app import AS_OPTION, JSON_OPTION, actor_name, app, print_json
 from enclave.cli.optout_cmd import optout_app
 from enclave.cli.project_cmd import project_app
 from enclave.config import Settings, load_settings
+from enclave.errors import InputError
 from enclave.state.db import session_scope
 
 reid_app = typer.Typer(help="Re-identification of project pseudonyms (custodians, four eyes).",
@@ -94,7 +96,11 @@ def apply_cmd(as_user: str = AS_OPTION, as_json: bool = JSON_OPTION) -> None:
 @reid_app.command("request")
 def reid_request_cmd(
     code: str,
-    pseudonyms: list[str] = typer.Argument(..., help="Project pseudonyms to re-identify."),
+    pseudonyms: list[str] = typer.Option(
+        [], "--pseudonym", "-p",
+        help="A project pseudonym to re-identify (repeatable; an option because a pseudonym "
+             "may begin with '-')."),
+    from_file: Path = typer.Option(None, "--from-file", help="A file with one pseudonym per line."),
     reason: str = REASON,
     as_user: str = AS_OPTION,
 ) -> None:
@@ -102,6 +108,12 @@ def reid_request_cmd(
     from pipelines.provision import reidentify
 
     settings = load_settings()
+    pseudonyms = list(pseudonyms)
+    if from_file is not None:
+        if not from_file.is_file():
+            raise InputError(f"{from_file}: no such file")
+        pseudonyms += [line.strip() for line in from_file.read_text(encoding="utf-8").splitlines()
+                       if line.strip()]
     with _transaction(settings, as_user, "reid.request", code, code) as (session, actor):
         row = reidentify.request(session, settings, actor=actor, code=code,
                                  pseudonyms=pseudonyms, reason=reason)

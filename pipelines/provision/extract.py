@@ -130,13 +130,17 @@ def _source_sql(plan: FilePlan, paths: list[Path], *, for_copy: bool = False) ->
     return base
 
 
-def _prepare_exclusions(
-    con: duckdb.DuckDBPyConnection, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor,
-    opted_out: set[bytes],
-) -> None:
+def register_optouts(con: duckdb.DuckDBPyConnection, opted_out: set[bytes]) -> None:
+    """Load the opt-out tokens as table ``optout`` (a plain table of the in-memory database,
+    so that cursors of ``con`` working in other threads see it too)."""
     con.register("optout_arrow", pa.table({"token": pa.array(sorted(opted_out), pa.binary())}))
-    con.execute("CREATE OR REPLACE TEMP TABLE optout AS SELECT token FROM optout_arrow")
+    con.execute("CREATE OR REPLACE TABLE optout AS SELECT token FROM optout_arrow")
     con.unregister("optout_arrow")
+
+
+def _prepare_exclusions(
+    con: duckdb.DuckDBPyConnection, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor
+) -> None:
     for parent in sorted({p.parent_file for p in plans if p.parent_file}):
         plan = next(p for p in plans if p.parent_file == parent)
         parent_def = catalog.file(parent)
@@ -194,11 +198,12 @@ def _distinct_tokens(
 def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
     """The (pseudonym, idx) index: previous positions kept, new pseudonyms appended in order.
 
-    On a first provisioning the index is dense 0..n-1 in pseudonym order. A re-provisioning
+    On a first provisioning the index is dense 0..n-1. A re-provisioning
     (later opt-outs) keeps every remaining pseudonym's idx so that differencing history stays
     valid; removed people leave gaps.
     """
-    current = pl.DataFrame({"pseudonym": pseudonyms}, schema={"pseudonym": pl.String}).unique().sort("pseudonym")
+    # Pseudonyms are distinct per kind already; their order is arbitrary (random HMAC output).
+    current = pl.DataFrame({"pseudonym": pseudonyms}, schema={"pseudonym": pl.String})
     if previous is None or not previous.num_rows:
         old = pl.DataFrame(schema={"pseudonym": pl.String, "idx": pl.Int64})
     else:
@@ -211,6 +216,8 @@ def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
     )
     if joined.height and int(joined["idx"].max()) >= 2**32:
         raise ProvisionError("the project index exceeds 2**32 entries")
+    if not old.height:
+        return joined.with_columns(pl.col("idx").cast(pl.UInt32)).to_arrow()  # already in idx order
     return joined.with_columns(pl.col("idx").cast(pl.UInt32)).sort("idx").to_arrow()
 
 
@@ -259,9 +266,9 @@ def prepare(
     key: SecretKey,
     opted_out: set[bytes],
 ) -> Prepared:
-    """Register the opt-out table and excluded claims, hash each distinct token once, and load
-    the (token, pseudonym) tables as ``map_<kind>`` into ``con``."""
-    _prepare_exclusions(con, plans, catalog, paths_for, opted_out)
+    """Find the excluded claims, hash each distinct token once, and load the (token, pseudonym)
+    tables as ``map_<kind>`` into ``con``; :func:`register_optouts` must have run."""
+    _prepare_exclusions(con, plans, catalog, paths_for)
     tokens, excluded_people = _distinct_tokens(con, plans, paths_for, opted_out)
     mappings = {kind: stage2_mapping(key, kind, values) for kind, values in tokens.items()}
     for kind, table in mappings.items():
@@ -338,6 +345,7 @@ def write_extract(
     opted_out : stage-1 person tokens excluded from every file.
     previous_index : the current extract's person/institution indexes, kept stable.
     """
+    register_optouts(con, opted_out)
     prepared = prepare(con, plans=plans, catalog=catalog, paths_for=paths_for, key=key,
                        opted_out=opted_out)
     return copy_files(con, prepared, plans=plans, catalog=catalog, paths_for=paths_for,

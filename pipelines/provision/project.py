@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -134,13 +135,13 @@ def _write_pseudonyms(root: Path, mappings: dict[str, pa.Table]) -> None:
 class _Background:
     """Run ``fn`` in a thread; :meth:`result` joins it and re-raises its error."""
 
-    def __init__(self, fn: Callable[[], dict]) -> None:
-        self._value: dict | None = None
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._value: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self._thread.start()
 
-    def _run(self, fn: Callable[[], dict]) -> None:
+    def _run(self, fn: Callable[[], Any]) -> None:
         try:
             self._value = fn()
         except BaseException as exc:  # handed to the caller's thread by result()
@@ -149,11 +150,11 @@ class _Background:
     def join(self) -> None:
         self._thread.join()
 
-    def result(self) -> dict:
+    def result(self) -> Any:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        return self._value or {}
+        return self._value
 
 
 def provision_project(
@@ -215,11 +216,20 @@ def provision_project(
     moment = clock.now()
     report: _Background | None = None
     try:
-        prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for,
-                                   key=key, opted_out=opted)
-        counts, people_all, people_kept = representativeness.compute_counts(
-            con, plans=plans, catalog=catalog, paths_for=paths_for,
-            policy=policy.representativeness)
+        extract.register_optouts(con, opted)
+        # The population counts run in DuckDB (GIL released) on a second cursor while this
+        # thread hashes the distinct tokens in Python.
+        cursor = con.cursor()
+        counting = _Background(lambda: representativeness.compute_counts(
+            cursor, plans=plans, catalog=catalog, paths_for=paths_for,
+            policy=policy.representativeness))
+        try:
+            prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for,
+                                       key=key, opted_out=opted)
+        finally:
+            counting.join()
+            cursor.close()
+        counts, people_all, people_kept = counting.result()
         # The report (plots) is Python work; DuckDB's COPY releases the GIL, so draw meanwhile.
         report = _Background(lambda: representativeness.write_report(
             stage / "representativeness", project=code, counts=counts, people_all=people_all,

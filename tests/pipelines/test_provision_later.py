@@ -192,8 +192,8 @@ def test_reid_cli_four_eyes(base: tuple[Path, dict], home: tuple[Settings, dict]
     _register()
     runner = CliRunner()
     env = {"ENCLAVE_HOME": str(settings.home), "ENCLAVE_NOW": START.isoformat()}
-    filed = runner.invoke(app, ["reid", "request", code, pseudonym, "--reason", "court order",
-                                "--as", "alice"], env=env)
+    filed = runner.invoke(app, ["reid", "request", code, "--pseudonym", pseudonym, "--reason",
+                                "court order", "--as", "alice"], env=env)
     assert filed.exit_code == 0, filed.output
     same = runner.invoke(app, ["reid", "approve", "1", "--reason", "ok", "--as", "alice"], env=env)
     assert isinstance(same.exception, SeparationOfDutiesError)  # the requester cannot approve
