@@ -97,7 +97,8 @@ def connect(*, memory_limit: str, threads: int, temp_dir: Path) -> duckdb.DuckDB
     return con
 
 
-def _parquet(paths: list[Path]) -> str:
+def parquet_source(paths: list[Path]) -> str:
+    """A DuckDB ``read_parquet([...])`` table expression over ``paths`` (quoted)."""
     listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
     return f"read_parquet([{listed}])"
 
@@ -118,7 +119,7 @@ def _inner_person_join(plan: FilePlan) -> bool:
 
 def _source_sql(plan: FilePlan, paths: list[Path], *, for_copy: bool = False) -> str:
     """FROM clause of one (file, year): the vault rows left after opt-out exclusion, as ``t``."""
-    base = f"{_parquet(paths)} t"
+    base = f"{parquet_source(paths)} t"
     if for_copy and _inner_person_join(plan):
         column = quote(plan.person_column or "")
         return f"{base} JOIN map_person mp ON t.{column} = mp.token"
@@ -155,7 +156,7 @@ def _prepare_exclusions(
                 "excluded from the order rows"
             )
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {keys} FROM {_parquet(paths)} p "
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {keys} FROM {parquet_source(paths)} p "
             f"SEMI JOIN optout o ON p.{quote(person)} = o.token"
         )
 
@@ -172,7 +173,7 @@ def _distinct_tokens(
         if not paths:
             continue
         # Person files need no anti-join here: opted-out person tokens are dropped below.
-        source = f"{_parquet(paths)} t" if plan.person_column else _source_sql(plan, paths)
+        source = f"{parquet_source(paths)} t" if plan.person_column else _source_sql(plan, paths)
         columns = dict(plan.identifiers)
         if plan.person_column:
             columns.setdefault(plan.person_column, "person")
@@ -301,7 +302,7 @@ def copy_files(
                 continue
             target = stage / plan.file / f"year={year}" / "part-0.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
-            read = con.execute(f"SELECT count(*) FROM {_parquet(paths)}").fetchone()[0]
+            read = con.execute(f"SELECT count(*) FROM {parquet_source(paths)}").fetchone()[0]
             written = con.execute(
                 f"COPY ({_select_sql(plan, catalog, paths)}) TO '{target}' "
                 "(FORMAT parquet, COMPRESSION zstd)"

@@ -158,7 +158,7 @@ def _project_tokens(session: Session, settings: Settings, project: Project) -> p
     from enclave.state.models import ProjectExtract
     from pipelines import vault
     from pipelines.provision.coarsen import quote
-    from pipelines.provision.extract import _parquet
+    from pipelines.provision.extract import parquet_source
     from pipelines.provision.project import paths_in_batches, project_plans
 
     record = session.execute(select(ProjectExtract).where(
@@ -170,7 +170,7 @@ def _project_tokens(session: Session, settings: Settings, project: Project) -> p
         paths = [p for y in plan.years for p in paths_for(plan.file, y)]
         for column, kind in plan.identifiers.items():
             if paths:
-                parts.append(f"SELECT '{kind}' AS kind, {quote(column)} AS token FROM {_parquet(paths)}")
+                parts.append(f"SELECT '{kind}' AS kind, {quote(column)} AS token FROM {parquet_source(paths)}")
     if not parts:
         return pl.DataFrame(schema={"kind": pl.String, "token": pl.Binary})
     con = duckdb.connect(":memory:")

@@ -23,7 +23,7 @@ from jinja2 import Environment, select_autoescape
 
 from catalog import Catalog
 from pipelines.provision.coarsen import quote
-from pipelines.provision.extract import PathsFor, _parquet
+from pipelines.provision.extract import PathsFor, parquet_source
 from pipelines.provision.policy import RepresentativenessPolicy
 from pipelines.provision.select import FilePlan
 
@@ -104,7 +104,7 @@ def compute_counts(
             for year in plan.years:
                 paths = paths_for(plan.file, year)
                 if paths:
-                    people_sources.append(f"SELECT {quote(plan.person_column)} AS token FROM {_parquet(paths)}")
+                    people_sources.append(f"SELECT {quote(plan.person_column)} AS token FROM {parquet_source(paths)}")
     if not people_sources:
         return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
                                     "n_all": pl.Int64, "n_kept": pl.Int64}), 0, 0
@@ -126,7 +126,7 @@ def compute_counts(
         region = "ID1_CITY" if "ID1_CITY" in names else "NULL"
         demo_sources.append(
             f"SELECT {quote(person)} AS token, ID_S AS sex, ID_BIRTHDAY AS birth, "
-            f"CAST({region} AS VARCHAR) AS region FROM {_parquet(paths)}"
+            f"CAST({region} AS VARCHAR) AS region FROM {parquet_source(paths)}"
         )
     on = date(years[-1], 12, 31)
     if demo_sources:
@@ -161,7 +161,7 @@ def compute_counts(
         if paths:
             dx_sources.append(
                 f"SELECT {chapter_sql} AS chapter, o.token IS NOT NULL AS opted_out "
-                f"FROM {_parquet(paths)} t LEFT JOIN optout o ON t.{quote(person)} = o.token")
+                f"FROM {parquet_source(paths)} t LEFT JOIN optout o ON t.{quote(person)} = o.token")
     queries = [
         f"SELECT '{dim}' AS dimension, {dim} AS category, count(*) AS n_all, "
         f"count(*) FILTER (WHERE NOT opted_out) AS n_kept FROM rep GROUP BY ALL"
