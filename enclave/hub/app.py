@@ -8,7 +8,6 @@ the proxy and scheduler tokens, socket folders, server logs and scratch images.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
@@ -155,13 +154,10 @@ def start(
     hub = config.path.parent
     log = open(log_path or hub / "jupyterhub.log", "ab")  # noqa: SIM115 (the children keep it)
     env = {**os.environ, "ENCLAVE_HOME": str(settings.home)}
-    export = None
-    with contextlib.suppress(ImportError):
-        import enclave.workspace.export_service  # noqa: F401
-
-        (settings.home / "run").mkdir(mode=0o755, exist_ok=True)
-        export = subprocess.Popen([sys.executable, "-m", "enclave.workspace.export_service"],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT, cwd=hub)
+    # The export service (as root) owns <home>/run/export.sock, the kernels' one way out.
+    (settings.home / "run").mkdir(mode=0o755, exist_ok=True)
+    export = subprocess.Popen([sys.executable, "-m", "enclave.workspace.export_service"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, cwd=hub)
     proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config.path)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=hub)
     log.close()

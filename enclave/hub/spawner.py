@@ -33,6 +33,7 @@ from enclave.hub.bridge import serve_tcp_to_unix, serve_unix_to_tcp
 from enclave.hub.policy import SpawnRefused, opening_hours, quotas_policy
 from enclave.projects import service
 from enclave.state.db import session_scope
+from enclave.workspace import singleuser, templates
 
 # Servers running in this hub, by project: the computers quota counts them.
 _RUNNING: dict[str, set[str]] = {}
@@ -186,14 +187,13 @@ class EnclaveSpawner(Spawner):
         group_gid = isolation.grp.getgrnam(group).gr_gid
         root = isolation.prepare_project(settings, project, group, quota_mb=quotas.scratch_quota_mb)
         scratch = root / "scratch"
-        workdir = scratch / self.user.name
-        if not workdir.exists():
-            workdir.mkdir(mode=0o700)
-            self._copy_templates(workdir)
-            for dirpath, _dirs, files in os.walk(workdir):
-                os.chown(dirpath, account.pw_uid, group_gid)
-                for f in files:
-                    os.chown(os.path.join(dirpath, f), account.pw_uid, group_gid)
+        workdir = self._prepare_workspace(settings, project)
+        for dirpath, dirs, files in os.walk(workdir):
+            os.chown(dirpath, account.pw_uid, group_gid)
+            for f in (*files, *dirs):
+                # follow_symlinks=False: the extract link stays pointing at root-owned data.
+                os.chown(os.path.join(dirpath, f), account.pw_uid, group_gid, follow_symlinks=False)
+        os.chmod(workdir, 0o700)
         name = isolation.netns_name(self.user.name, project)
         self.netns = name
         netns_ok = True
@@ -228,7 +228,7 @@ class EnclaveSpawner(Spawner):
         # The server listens on its Unix socket only; jupyter-server refuses --sock with any
         # port but its default, so the URL it is told names the default (it is never bound).
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:8888{self.server.base_url if self.server else '/'}"
-        args = [*self.cmd, *self.get_args(), *self._workspace_args(settings, project, workdir, quotas)]
+        args = [*self.cmd, *self.get_args(), *self._workspace_args(settings, project)]
         args.append(f"--ServerApp.sock={server_sock}")
         relay = None
         if netns_ok:
@@ -266,12 +266,9 @@ class EnclaveSpawner(Spawner):
                                   "memory_mb": quotas.memory_limit_mb, "cpus": quotas.cpu_limit})
         return (self.ip or "127.0.0.1", self.port)
 
-    def _copy_templates(self, workdir: Path) -> None:
-        try:
-            from enclave.workspace.templates import copy_templates
-        except ImportError:
-            return
-        copy_templates(workdir)
+    def _prepare_workspace(self, settings: Settings, project: str) -> Path:
+        """The researcher's folder in the project scratch, with the templates on first use."""
+        return templates.prepare_workspace(settings, project, self.user.name)
 
     def _workspace_env(self, settings: Settings, project: str, workdir: Path) -> dict[str, str]:
         env = {
@@ -285,21 +282,11 @@ class EnclaveSpawner(Spawner):
             "ENCLAVE_EXTRACT": str(settings.projects_dir / project / "extract"),
             "ENCLAVE_SCRATCH": str(workdir),
         }
-        try:
-            from enclave.workspace import singleuser
-        except ImportError:
-            return env
         env.update(singleuser.environment(settings, project, self.user.name))
         return env
 
-    def _workspace_args(self, settings: Settings, project: str, workdir: Path, quotas) -> list[str]:
-        args = [f"--ServerApp.root_dir={workdir}",
-                f"--ServerApp.terminals_enabled={quotas.terminal_enabled}"]
-        try:
-            from enclave.workspace import singleuser
-        except ImportError:
-            return args
-        # The workspace's own arguments set the root folder and terminals (from the same policy).
+    def _workspace_args(self, settings: Settings, project: str) -> list[str]:
+        # The workspace's arguments: root folder, guard extension, terminals (same policy).
         return singleuser.server_args(settings, project, self.user.name)
 
     async def poll(self) -> int | None:

@@ -51,7 +51,16 @@ class Hub:
     token: str
     projects: dict[str, str]  # label -> code
     procs: app.HubProcesses
-    listener_port: int = 0
+    log: Path | None = None
+
+    def diagnostics(self) -> str:
+        """The tail of the hub's log and of each server's log (for failure messages)."""
+        parts = []
+        if self.log and self.log.exists():
+            parts.append(self.log.read_text(errors="replace")[-3000:])
+        for server_log in sorted((self.settings.home / "hub" / "servers").glob("*.log")):
+            parts.append(f"--- {server_log.name}\n" + server_log.read_text(errors="replace")[-2000:])
+        return "\n".join(parts)
 
 
 def make_home(root: Path, *, quotas: dict | None = None) -> tuple[Settings, dict[str, str]]:
@@ -150,7 +159,8 @@ def start_hub(root: Path, *, now: datetime, monkeypatch: pytest.MonkeyPatch | No
     except RuntimeError:
         procs.stop()
         raise RuntimeError((root / "hub.log").read_text()[-4000:]) from None
-    return Hub(settings, procs.config.url, procs.config.api_url, procs.config.scheduler_token, codes, procs)
+    return Hub(settings, procs.config.url, procs.config.api_url, procs.config.scheduler_token, codes, procs,
+               root / "hub.log")
 
 
 def login(hub: Hub, username: str, password: str = PASSWORD, otp: str = "") -> requests.Session:
@@ -223,9 +233,9 @@ class Researcher:
             if server and server.get("ready"):
                 return
             if server is None:
-                raise AssertionError("server stopped while starting")
+                raise AssertionError("server stopped while starting\n" + self.hub.diagnostics())
             time.sleep(0.5)
-        raise AssertionError("server did not become ready")
+        raise AssertionError("server did not become ready\n" + self.hub.diagnostics())
 
     def stop(self) -> None:
         self.hub_api("DELETE", f"users/{self.username}/server")

@@ -46,3 +46,25 @@ def test_spawn_refused_without_network_namespace(tmp_path) -> None:
         assert "cannot isolate your server from the network" in page and "--dev-no-netns" in page
     finally:
         hub.procs.stop()
+
+
+def test_development_flag_starts_without_namespace_and_says_so(tmp_path) -> None:
+    hub = start_hub(tmp_path, now=MONDAY_10, extra_config=(
+        'c.EnclaveSpawner.ip_command = "/nonexistent/ip"\nc.EnclaveSpawner.allow_without_netns = True\n'))
+    chen = Researcher(hub, "chen.wei")
+    try:
+        chen.spawn(hub.projects["main"])
+        chen.wait_ready()
+        # Still its own Unix user and mount view, only the network is the host's.
+        out = chen.execute(f"import os; print(os.getuid(), os.path.exists({str(hub.settings.vault_dir)!r}))")
+        uid, vault_visible = out["stdout"].split()
+        assert int(uid) != 0 and vault_visible == "False"
+        log = (tmp_path / "hub.log").read_text()
+        assert "DEVELOPMENT: enc-chen.wei-" in log
+        with session_scope(hub.settings) as s:
+            spawns = s.execute(select(AuditEntry.details).where(AuditEntry.action == "hub.spawn",
+                                                                AuditEntry.outcome == "ok")).scalars().all()
+        assert any('"netns": null' in str(d) or "'netns': None" in str(d) for d in spawns), spawns
+    finally:
+        chen.stop()
+        hub.procs.stop()
