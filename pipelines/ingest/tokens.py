@@ -17,21 +17,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
-from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from enclave.keys import SecretKey
 from pipelines.ingest.errors import TokenCollisionError
+from pipelines.keyed_hash import DIGEST_BYTES, keyed_digests
 
-TOKEN_BYTES = 16
+TOKEN_BYTES = DIGEST_BYTES
 TOKEN_DTYPE = pl.Binary
 
 
 def stage1_token(key: SecretKey, kind: str, identifier: str) -> bytes:
     """The stage-1 token of one identifier (used for look-ups such as opt-out status)."""
-    mac = hmac.HMAC(key.reveal(), hashes.SHA256())
-    mac.update(kind.encode() + b"\x00" + identifier.strip().upper().encode())
-    return mac.finalize()[:TOKEN_BYTES]
+    return keyed_digests(key, kind, [identifier.strip().upper().encode()])[0]
 
 
 @dataclass
@@ -46,13 +44,7 @@ class Tokenizer:
     hashed: int = 0
 
     def _hash_new(self, kind: str, values: list[str]) -> pl.DataFrame:
-        raw_key = self.key.reveal()
-        prefix = kind.encode() + b"\x00"
-        tokens = []
-        for value in values:
-            mac = hmac.HMAC(raw_key, hashes.SHA256())
-            mac.update(prefix + value.encode())
-            tokens.append(mac.finalize()[:TOKEN_BYTES])
+        tokens = keyed_digests(self.key, kind, (v.encode() for v in values))
         siv = AESSIV(self.escrow_key.reveal())
         sealed = [siv.encrypt(v.encode(), [kind.encode()]) for v in values]
         self.hashed += len(values)

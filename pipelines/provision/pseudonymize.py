@@ -11,34 +11,17 @@ pseudonym through a join, never a per-row Python call.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from cryptography.hazmat.primitives import hashes, hmac
 
 from enclave.keys import SecretKey
+from pipelines.keyed_hash import keyed_digests
 
-DIGEST_BYTES = 16
 PSEUDONYM_CHARS = 22
 MAPPING_SCHEMA = pa.schema([("token", pa.binary()), ("pseudonym", pa.string())])
-
-
-def keyed_digests(key: SecretKey, kind: str, values: Iterable[bytes]) -> list[bytes]:
-    """HMAC-SHA-256(key, kind || 0x00 || value)[:16] for each value (the shared stage-1/2 form).
-
-    The keyed state after ``kind || 0x00`` is computed once and copied per value, which
-    skips the key schedule and the prefix for each of the (millions of) distinct values.
-    """
-    base = hmac.HMAC(key.reveal(), hashes.SHA256())
-    base.update(kind.encode() + b"\x00")
-    out = []
-    for value in values:
-        mac = base.copy()
-        mac.update(value)
-        out.append(mac.finalize()[:DIGEST_BYTES])
-    return out
 
 
 def encode_pseudonym(digest: bytes) -> str:
