@@ -124,6 +124,8 @@ def write_demo_extract(project: Path, *, persons: int = 400, seed: int = 7,
                 "rows": part.height,
                 "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
                 "columns": [c for c in part.columns if c != "year"],
+                "optouts_excluded_rows": 0,
+                "optouts_excluded_people": 0,
             })
     pl.DataFrame({"pseudonym": people, "idx": np.arange(persons, dtype=np.uint32)}).write_parquet(
         extract / "person_index.parquet")
@@ -132,7 +134,7 @@ def write_demo_extract(project: Path, *, persons: int = 400, seed: int = 7,
         extract / "institution_index.parquet")
     (extract / "data_dictionary.md").write_text(_dictionary(frames), encoding="utf-8")
     (extract / "manifest.json").write_text(json.dumps(
-        {"files": manifest_files, "provisioned_at": "demo", "opt_outs_excluded": {}},
+        {"files": manifest_files, "provisioned_at": "demo"},
         indent=2), encoding="utf-8")
     pl.DataFrame({"pseudonym": people + hospitals}).write_parquet(project / "pseudonyms.parquet")
     return extract
