@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import hashlib
 import os
 import pwd
 import shlex
@@ -138,6 +139,24 @@ def release_all(settings: Settings) -> None:
     if settings.projects_dir.is_dir():
         for child in settings.projects_dir.iterdir():
             release_project(settings, child.name)
+
+
+# ---------------------------------------------------------------- socket folders
+
+SOCKET_ROOT = Path("/run/enclave-hub")
+
+
+def socket_dir(settings: Settings, name: str) -> Path:
+    """A short folder for one server's Unix sockets (``/run/enclave-hub/<hash>``).
+
+    A Unix socket path may not exceed 107 bytes, which a path under a deep enclave home can;
+    the hash keeps homes apart. The root is 0711 (enter, not list); each folder is the
+    researcher's own, 0700, so no other server can reach it.
+    """
+    SOCKET_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
+    os.chmod(SOCKET_ROOT, 0o711)
+    digest = hashlib.sha256(f"{settings.home}\0{name}".encode()).hexdigest()[:16]
+    return SOCKET_ROOT / digest
 
 
 # ---------------------------------------------------------------- network namespaces
@@ -304,7 +323,9 @@ def launch_script(
         f"mkdir -p {q(home)}",
         f"mount -t tmpfs -o mode=0755,size=1m enclave-view {q(home)}",
     ]
-    binds = [(view.extract, True), (view.scratch, False), (view.sockets, False)]
+    # Folders outside the home (the short socket folder under /run) stay visible as they are.
+    binds = [(p, ro) for p, ro in ((view.extract, True), (view.scratch, False), (view.sockets, False))
+             if p.is_relative_to(view.home)]
     for path, _ in binds:
         lines.append(f"mkdir -p {q(str(path))}")
     lines.append(f"mkdir -p {q(str(view.run_dir))}")
@@ -314,6 +335,13 @@ def launch_script(
             lines.append(f"mount -o remount,bind,ro,nosuid,nodev {q(str(path))}")
     lines.append(f"if [ -d {stage}/h/{q(rel(view.run_dir))} ]; then "
                  f"mount --bind {stage}/h/{q(rel(view.run_dir))} {q(str(view.run_dir))}; fi")
+    if not view.sockets.is_relative_to(view.home):
+        # Host services listen on Unix sockets under /run (no network namespace stops those):
+        # /run is hidden and only this server's socket folder is bound back.
+        sock = q(str(view.sockets))
+        lines += [f"mkdir {stage}/s", f"mount --bind {sock} {stage}/s",
+                  "mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev enclave-run /run",
+                  f"mkdir -p {sock}", f"mount --bind {stage}/s {sock}", f"umount -l {stage}/s"]
     for n, path in enumerate(view.passthrough):
         cover = hidden_parent(path)
         if cover is None:

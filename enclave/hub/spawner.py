@@ -210,8 +210,8 @@ class EnclaveSpawner(Spawner):
         self.cgroup = isolation.create_cgroup(name, memory_mb=quotas.memory_limit_mb, cpus=quotas.cpu_limit)
 
         hub_dir = usage.hub_dir(settings)
-        sockets = hub_dir / "sockets" / name
-        sockets.mkdir(parents=True, exist_ok=True)
+        sockets = isolation.socket_dir(settings, name)
+        sockets.mkdir(exist_ok=True)
         os.chown(sockets, account.pw_uid, account.pw_gid)
         os.chmod(sockets, 0o700)
         server_sock = sockets / "server.sock"

@@ -89,6 +89,7 @@ attempt("scratch_over_quota", fill)
 os.remove(os.environ["ENCLAVE_SCRATCH"] + "/big.bin")
 attempt("scratch_small", lambda: open(os.environ["ENCLAVE_SCRATCH"] + "/ok.txt", "w").write("fine"))
 res["export_socket"] = os.path.exists(os.environ.get("ENCLAVE_EXPORT_SOCKET", "/nonexistent"))
+res["run"] = sorted(os.listdir("/run"))
 res["uid"] = os.getuid()
 res["ifaces"] = [name for _, name in socket.if_nameindex()]
 print(json.dumps(res))
@@ -140,6 +141,8 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
             assert res[attempt][0] == "refused", (attempt, res[attempt])
         assert res["scratch_small"][0] == "ok"
         assert res["uid"] != 0
+        # Host services' Unix sockets under /run are hidden (util-linux keeps its own utab there).
+        assert set(res["run"]) <= {"enclave-hub", "mount"}, res["run"]
         assert res["export_socket"]  # the export service's socket is the one way out
         assert res["ifaces"] == ["lo"]
         assert hits == []  # the host service never saw a connection
