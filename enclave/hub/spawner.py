@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import html
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -212,6 +213,7 @@ class EnclaveSpawner(Spawner):
         hub_dir = usage.hub_dir(settings)
         sockets = isolation.socket_dir(settings, name)
         sockets.mkdir(exist_ok=True)
+        self.sockets = sockets
         os.chown(sockets, account.pw_uid, account.pw_gid)
         os.chmod(sockets, 0o700)
         server_sock = sockets / "server.sock"
@@ -319,6 +321,10 @@ class EnclaveSpawner(Spawner):
         if cgroup is not None:
             cgroup.remove()
             self.cgroup = None
+        sockets = getattr(self, "sockets", None)
+        if sockets is not None:
+            shutil.rmtree(sockets, ignore_errors=True)
+            self.sockets = None
         netns = getattr(self, "netns", None)
         if netns:
             isolation.delete_netns(netns, ip=self.ip_command)
