@@ -181,6 +181,8 @@ class EnclaveSpawner(Spawner):
             raise SpawnRefused(
                 f"{project} already uses its {computers} computer(s); stop another member's server "
                 "or apply for more computers", reason="computers_in_use")
+        # Claimed before the first await, so two starts at once cannot both take the last one.
+        _RUNNING.setdefault(project, set()).add(self.server_key)
 
         group = isolation.project_group_name(project)
         isolation.ensure_group(group)
@@ -256,11 +258,10 @@ class EnclaveSpawner(Spawner):
         log.close()
         self.pid = self.proc.pid
         try:
-            usage.mark_slot(settings, project=project, day=day, slot=slot, servers=running_servers(project) + 1)
+            usage.mark_slot(settings, project=project, day=day, slot=slot, servers=running_servers(project))
         except SpawnRefused:
             await self._cleanup()
             raise
-        _RUNNING.setdefault(project, set()).add(self.server_key)
         with session_scope(settings) as session:
             audit.record(session, settings, actor=self.user.name, role="researcher", action="hub.spawn",
                          obj=self.server_key, project=project,
