@@ -13,8 +13,9 @@ from enclave.config import load_settings
 from enclave.errors import InputError
 
 hub_app = typer.Typer(help="The notebook hub (JupyterHub) of the on-site workspace.", no_args_is_help=False)
-overnight_app = typer.Typer(help="Overnight runs: a server kept past closing time, billed per run.",
-                            no_args_is_help=True)
+overnight_app = typer.Typer(
+    help="Overnight runs: a server kept past closing time, billed per run.", no_args_is_help=True
+)
 hub_app.add_typer(overnight_app, name="overnight")
 app.add_typer(hub_app, name="hub")
 
@@ -24,8 +25,10 @@ def hub_cmd(
     ctx: typer.Context,
     port: int = typer.Option(8000, "--port", help="Port of the hub's public URL (127.0.0.1)."),
     dev_no_netns: bool = typer.Option(
-        False, "--dev-no-netns",
-        help="DEVELOPMENT ONLY: start servers without a network namespace when none can be made."),
+        False,
+        "--dev-no-netns",
+        help="DEVELOPMENT ONLY: start servers without a network namespace when none can be made.",
+    ),
     scheduler_interval: float = typer.Option(60.0, "--tick", help="Seconds between scheduler ticks."),
 ) -> None:
     """Start JupyterHub with its proxy on 127.0.0.1:PORT until interrupted (Ctrl-C)."""
@@ -35,10 +38,13 @@ def hub_cmd(
 
     settings = load_settings()
     if os.geteuid() != 0:
-        typer.secho("warning: not root; researcher servers need root to create Unix users, "
-                    "namespaces and mounts, so every start will be refused", err=True, fg=typer.colors.YELLOW)
-    procs = hub_runner.start(settings, port=port, dev_no_netns=dev_no_netns,
-                             scheduler_interval=scheduler_interval)
+        typer.secho(
+            "warning: not root; researcher servers need root to create Unix users, "
+            "namespaces and mounts, so every start will be refused",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    procs = hub_runner.start(settings, port=port, dev_no_netns=dev_no_netns, scheduler_interval=scheduler_interval)
     typer.echo(f"hub: {procs.config.url}  (log: {procs.config.path.parent / 'jupyterhub.log'})")
     typer.echo("log in with an enclave researcher account that is a member of an active project")
     if dev_no_netns:
@@ -74,13 +80,11 @@ def register_cmd(
         day = date.fromisoformat(night) if night else clock.local_now().date()
     except ValueError:
         raise InputError(f"--night {night!r} is not a date (YYYY-MM-DD)") from None
-    run = usage.register_overnight(load_settings(), project=project, night=day, username=user or actor,
-                                   actor=actor)
+    run = usage.register_overnight(load_settings(), project=project, night=day, username=user or actor, actor=actor)
     if as_json:
         print_json({"id": run.id, "project": run.project, "night": run.night, "username": run.username})
     else:
-        typer.echo(f"overnight run #{run.id}: {run.username} in {run.project}, night of {run.night} "
-                   "(billed per run)")
+        typer.echo(f"overnight run #{run.id}: {run.username} in {run.project}, night of {run.night} (billed per run)")
 
 
 @overnight_app.command("list")
@@ -90,8 +94,19 @@ def list_cmd(project: str = typer.Option(None, "--project"), as_json: bool = JSO
 
     runs = usage.overnight_runs(load_settings(), project=project)
     if as_json:
-        print_json([{"id": r.id, "project": r.project, "night": r.night, "username": r.username,
-                     "registered_by": r.registered_by, "billed": r.billed} for r in runs])
+        print_json(
+            [
+                {
+                    "id": r.id,
+                    "project": r.project,
+                    "night": r.night,
+                    "username": r.username,
+                    "registered_by": r.registered_by,
+                    "billed": r.billed,
+                }
+                for r in runs
+            ]
+        )
         return
     for r in runs:
         typer.echo(f"#{r.id}  {r.night}  {r.project}  {r.username}  {'billed' if r.billed else 'pending'}")

@@ -29,11 +29,20 @@ RESEARCHER = "researcher"
 
 def usable_projects(session, username: str) -> list[str]:
     """Codes of the active projects ``username`` may work on now (member, declarations signed)."""
-    codes = session.execute(
-        select(Project.code).join(ProjectMember, ProjectMember.project_id == Project.id)
-        .where(ProjectMember.username == username, ProjectMember.removed_at.is_(None),
-               Project.status == Status.ACTIVE.value).order_by(Project.code)
-    ).scalars().all()
+    codes = (
+        session.execute(
+            select(Project.code)
+            .join(ProjectMember, ProjectMember.project_id == Project.id)
+            .where(
+                ProjectMember.username == username,
+                ProjectMember.removed_at.is_(None),
+                Project.status == Status.ACTIVE.value,
+            )
+            .order_by(Project.code)
+        )
+        .scalars()
+        .all()
+    )
     out = []
     for code in codes:
         try:
@@ -56,8 +65,11 @@ def client_address(handler: Any) -> str:
     forwarded = handler.request.headers.get("X-Forwarded-For", "")
     if forwarded.strip():
         return forwarded.split(",")[-1].strip()
-    return handler.request.connection.context.remote_ip if hasattr(handler.request.connection, "context") \
+    return (
+        handler.request.connection.context.remote_ip
+        if hasattr(handler.request.connection, "context")
         else handler.request.remote_ip
+    )
 
 
 class EnclaveAuthenticator(Authenticator):
@@ -70,13 +82,13 @@ class EnclaveAuthenticator(Authenticator):
     enclave_home = Unicode(
         "",
         help="The enclave home (its state store, policies and audit log). Empty: $ENCLAVE_HOME. "
-             "Security: the hub trusts this store for accounts and projects.",
+        "Security: the hub trusts this store for accounts and projects.",
     ).tag(config=True)
 
     require_totp = Bool(
         False,
         help="Refuse accounts without a TOTP secret (default False: a code is asked of the "
-             "accounts that have one). True makes the second factor mandatory for everyone.",
+        "accounts that have one). True makes the second factor mandatory for everyone.",
     ).tag(config=True)
 
     @default("request_otp")
@@ -95,17 +107,29 @@ class EnclaveAuthenticator(Authenticator):
         """Check the network, the password and the TOTP code; return the user model or None."""
         address = client_address(handler)
         return await asyncio.get_running_loop().run_in_executor(
-            None, self._authenticate_sync, data.get("username", ""), data.get("password", ""),
-            data.get("otp", ""), address)
+            None,
+            self._authenticate_sync,
+            data.get("username", ""),
+            data.get("password", ""),
+            data.get("otp", ""),
+            address,
+        )
 
     def _authenticate_sync(self, username: str, password: str, otp: str, address: str) -> dict | None:
         settings = self._settings()
         quotas = quotas_policy(settings)
         with session_scope(settings) as session:
             if not quotas.client_allowed(address):
-                audit.record(session, settings, actor=username or "unknown", role="user",
-                             action="hub.login", obj=username, outcome=audit.Outcome.DENIED,
-                             details={"reason": "network", "address": address})
+                audit.record(
+                    session,
+                    settings,
+                    actor=username or "unknown",
+                    role="user",
+                    action="hub.login",
+                    obj=username,
+                    outcome=audit.Outcome.DENIED,
+                    details={"reason": "network", "address": address},
+                )
                 self.log.warning("login of %s refused: %s is outside allowed_networks", username, address)
                 return None
             user = users.authenticate(session, settings, username, password)
@@ -114,11 +138,26 @@ class EnclaveAuthenticator(Authenticator):
             secret = user.totp_secret
             code_ok = bool(secret) and pyotp.TOTP(secret).verify(otp.strip(), valid_window=1)
             if (secret or self.require_totp) and not code_ok:
-                audit.record(session, settings, actor=username, role="user", action="hub.login",
-                             obj=username, outcome=audit.Outcome.DENIED, details={"reason": "totp"})
+                audit.record(
+                    session,
+                    settings,
+                    actor=username,
+                    role="user",
+                    action="hub.login",
+                    obj=username,
+                    outcome=audit.Outcome.DENIED,
+                    details={"reason": "totp"},
+                )
                 return None
-            audit.record(session, settings, actor=username, role=RESEARCHER, action="hub.login",
-                         obj=username, details={"address": address})
+            audit.record(
+                session,
+                settings,
+                actor=username,
+                role=RESEARCHER,
+                action="hub.login",
+                obj=username,
+                details={"address": address},
+            )
         return {"name": username}
 
     async def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
@@ -140,8 +179,16 @@ class EnclaveAuthenticator(Authenticator):
             elif not usable_projects(session, username):
                 reason = "no active project"
             if reason:
-                audit.record(session, settings, actor=username, role="user", action="hub.login",
-                             obj=username, outcome=audit.Outcome.DENIED, details={"reason": reason})
+                audit.record(
+                    session,
+                    settings,
+                    actor=username,
+                    role="user",
+                    action="hub.login",
+                    obj=username,
+                    outcome=audit.Outcome.DENIED,
+                    details={"reason": reason},
+                )
                 self.log.warning("login of %s refused: %s", username, reason)
                 return False
         return True

@@ -31,9 +31,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.close()
 
 
-async def _splice(
-    client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, open_upstream
-) -> None:
+async def _splice(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter, open_upstream) -> None:
     try:
         up_r, up_w = await open_upstream()
     except OSError:

@@ -35,11 +35,15 @@ def _run(cmd: list[str], what: str) -> str:
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     except FileNotFoundError:
-        raise IsolationError(f"cannot {what}: {cmd[0]} is not installed (scripts/install-system-deps.sh)",
-                             reason="host_tool_missing") from None
+        raise IsolationError(
+            f"cannot {what}: {cmd[0]} is not installed (scripts/install-system-deps.sh)", reason="host_tool_missing"
+        ) from None
     if done.returncode != 0:
-        raise IsolationError(f"cannot {what}", reason="host_tool_failed",
-                             log_message=f"{shlex.join(cmd)} -> {done.returncode}: {done.stderr.strip()}")
+        raise IsolationError(
+            f"cannot {what}",
+            reason="host_tool_failed",
+            log_message=f"{shlex.join(cmd)} -> {done.returncode}: {done.stderr.strip()}",
+        )
     return done.stdout
 
 
@@ -67,8 +71,20 @@ def ensure_user(username: str, project_group: str) -> pwd.struct_passwd:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
-        _run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-              "--shell", "/usr/sbin/nologin", "--user-group", name], f"create the Unix user {name}")
+        _run(
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                name,
+            ],
+            f"create the Unix user {name}",
+        )
         entry = pwd.getpwnam(name)
     if name not in grp.getgrnam(project_group).gr_mem:
         _run(["usermod", "--append", "--groups", project_group, name], f"add {name} to {project_group}")
@@ -86,8 +102,11 @@ def prepare_project(settings: Settings, code: str, group: str, *, quota_mb: int)
     root = settings.projects_dir / code
     extract = root / "extract"
     if not extract.is_dir():
-        raise SpawnRefused(f"{code} has no extract yet; the data custodian provisions it first",
-                           reason="not_provisioned", log_message=f"missing {extract}")
+        raise SpawnRefused(
+            f"{code} has no extract yet; the data custodian provisions it first",
+            reason="not_provisioned",
+            log_message=f"missing {extract}",
+        )
     os.chown(root, 0, gid)
     os.chmod(root, 0o750)
     for dirpath, _dirnames, filenames in os.walk(extract):
@@ -119,8 +138,10 @@ def mount_scratch(settings: Settings, code: str, scratch: Path, *, quota_mb: int
         with open(image, "wb") as fh:
             fh.truncate(quota_mb * 1024 * 1024)
         # -m 0: no blocks reserved for root, the whole quota is the project's.
-        _run(["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(image)],
-             f"format the scratch image of {code}")
+        _run(
+            ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "root_owner=0:0", str(image)],
+            f"format the scratch image of {code}",
+        )
     _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(scratch)], f"mount the scratch of {code}")
     lost = scratch / "lost+found"
     if lost.is_dir():
@@ -263,10 +284,16 @@ def create_cgroup(name: str, *, memory_mb: int, cpus: float, root: Path = CGROUP
             (path / "cpu.max").write_text(f"{quota} {period}")
             return Cgroup((path,))
     except OSError as exc:
-        raise SpawnRefused("the memory and CPU limits cannot be enforced on this host; the server "
-                           "is not started", reason="limits_unenforceable", log_message=str(exc)) from None
-    raise SpawnRefused("the memory and CPU limits cannot be enforced on this host (no cgroup "
-                       "memory/cpu controller); the server is not started", reason="limits_unenforceable")
+        raise SpawnRefused(
+            "the memory and CPU limits cannot be enforced on this host; the server is not started",
+            reason="limits_unenforceable",
+            log_message=str(exc),
+        ) from None
+    raise SpawnRefused(
+        "the memory and CPU limits cannot be enforced on this host (no cgroup "
+        "memory/cpu controller); the server is not started",
+        reason="limits_unenforceable",
+    )
 
 
 # ---------------------------------------------------------------- the launch script
@@ -296,7 +323,13 @@ def hidden_parent(path: Path) -> Path | None:
 
 
 def launch_script(
-    view: View, *, cgroup: Cgroup, uid: int, gid: int, group_gid: int, command: list[str],
+    view: View,
+    *,
+    cgroup: Cgroup,
+    uid: int,
+    gid: int,
+    group_gid: int,
+    command: list[str],
     relay: list[str] | None,
 ) -> str:
     """The root shell script run inside the new mount (and network) namespace.
@@ -324,8 +357,11 @@ def launch_script(
         f"mount -t tmpfs -o mode=0755,size=1m enclave-view {q(home)}",
     ]
     # Folders outside the home (the short socket folder under /run) stay visible as they are.
-    binds = [(p, ro) for p, ro in ((view.extract, True), (view.scratch, False), (view.sockets, False))
-             if p.is_relative_to(view.home)]
+    binds = [
+        (p, ro)
+        for p, ro in ((view.extract, True), (view.scratch, False), (view.sockets, False))
+        if p.is_relative_to(view.home)
+    ]
     for path, _ in binds:
         lines.append(f"mkdir -p {q(str(path))}")
     lines.append(f"mkdir -p {q(str(view.run_dir))}")
@@ -333,24 +369,36 @@ def launch_script(
         lines.append(f"mount --rbind {stage}/h/{q(rel(path))} {q(str(path))}")
         if read_only:
             lines.append(f"mount -o remount,bind,ro,nosuid,nodev {q(str(path))}")
-    lines.append(f"if [ -d {stage}/h/{q(rel(view.run_dir))} ]; then "
-                 f"mount --bind {stage}/h/{q(rel(view.run_dir))} {q(str(view.run_dir))}; fi")
+    lines.append(
+        f"if [ -d {stage}/h/{q(rel(view.run_dir))} ]; then "
+        f"mount --bind {stage}/h/{q(rel(view.run_dir))} {q(str(view.run_dir))}; fi"
+    )
     if not view.sockets.is_relative_to(view.home):
         # Host services listen on Unix sockets under /run (no network namespace stops those):
         # /run is hidden and only this server's socket folder is bound back.
         sock = q(str(view.sockets))
-        lines += [f"mkdir {stage}/s", f"mount --bind {sock} {stage}/s",
-                  "mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev enclave-run /run",
-                  f"mkdir -p {sock}", f"mount --bind {stage}/s {sock}", f"umount -l {stage}/s"]
+        lines += [
+            f"mkdir {stage}/s",
+            f"mount --bind {sock} {stage}/s",
+            "mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev enclave-run /run",
+            f"mkdir -p {sock}",
+            f"mount --bind {stage}/s {sock}",
+            f"umount -l {stage}/s",
+        ]
     for n, path in enumerate(view.passthrough):
         cover = hidden_parent(path)
         if cover is None:
             continue
         real = q(str(path.resolve()))
-        lines += [f"mkdir {stage}/p{n}", f"mount --rbind {real} {stage}/p{n}",
-                  f"mount -t tmpfs -o mode=0755,size=1m enclave-hidden {q(str(cover))}",
-                  f"mkdir -p {real}", f"mount --rbind {stage}/p{n} {real}",
-                  f"mount -o remount,bind,ro {real}", f"umount -l {stage}/p{n}"]
+        lines += [
+            f"mkdir {stage}/p{n}",
+            f"mount --rbind {real} {stage}/p{n}",
+            f"mount -t tmpfs -o mode=0755,size=1m enclave-hidden {q(str(cover))}",
+            f"mkdir -p {real}",
+            f"mount --rbind {stage}/p{n} {real}",
+            f"mount -o remount,bind,ro {real}",
+            f"umount -l {stage}/p{n}",
+        ]
     lines += [
         f"umount -l {stage}/h",
         f"umount -l {stage}",
@@ -360,9 +408,19 @@ def launch_script(
     if relay:
         inner += shlex.join(relay) + " & "
     inner += "exec " + shlex.join(command)
-    setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", f"--groups={group_gid}",
-               "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
-               "/bin/sh", "-c", inner]
+    setpriv = [
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        f"--groups={group_gid}",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
+        "/bin/sh",
+        "-c",
+        inner,
+    ]
     lines.append("exec " + shlex.join(setpriv))
     return "\n".join(lines) + "\n"
 

@@ -97,8 +97,9 @@ class OpeningHours:
         return ZoneInfo(self.calendar.timezone)
 
     def _slots(self) -> list[tuple[str, time, time]]:
-        out = [(name, time.fromisoformat(s.start), time.fromisoformat(s.end))
-               for name, s in self.calendar.slots.items()]
+        out = [
+            (name, time.fromisoformat(s.start), time.fromisoformat(s.end)) for name, s in self.calendar.slots.items()
+        ]
         return sorted(out, key=lambda item: item[1])
 
     def local(self, moment: datetime) -> datetime:

@@ -26,8 +26,7 @@ from enclave.hub import usage
 from enclave.hub.policy import SpawnRefused, opening_hours, quotas_policy
 from enclave.state.db import session_scope
 
-SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state", "delete:servers",
-          "read:users:activity"]
+SCOPES = ["list:users", "read:users", "read:servers", "admin:server_state", "delete:servers", "read:users:activity"]
 
 
 @dataclass
@@ -41,8 +40,9 @@ class TickReport:
 
 
 def _servers(api_url: str, token: str) -> list[dict]:
-    resp = requests.get(f"{api_url}/users", params={"state": "active"},
-                        headers={"Authorization": f"token {token}"}, timeout=30)
+    resp = requests.get(
+        f"{api_url}/users", params={"state": "active"}, headers={"Authorization": f"token {token}"}, timeout=30
+    )
     resp.raise_for_status()
     out = []
     for user in resp.json():
@@ -51,14 +51,22 @@ def _servers(api_url: str, token: str) -> list[dict]:
                 continue
             state = server.get("state") or {}
             project = (server.get("user_options") or {}).get("project") or state.get("project")
-            out.append({"user": user["name"], "name": name, "project": project,
-                        "last_activity": server.get("last_activity"), "ready": server.get("ready")})
+            out.append(
+                {
+                    "user": user["name"],
+                    "name": name,
+                    "project": project,
+                    "last_activity": server.get("last_activity"),
+                    "ready": server.get("ready"),
+                }
+            )
     return out
 
 
 def _stop(api_url: str, token: str, user: str, name: str) -> None:
-    path = f"{api_url}/users/{quote(user)}/server" if not name else \
-        f"{api_url}/users/{quote(user)}/servers/{quote(name)}"
+    path = (
+        f"{api_url}/users/{quote(user)}/server" if not name else f"{api_url}/users/{quote(user)}/servers/{quote(name)}"
+    )
     resp = requests.delete(path, headers={"Authorization": f"token {token}"}, timeout=60)
     if resp.status_code not in (202, 204, 404):
         resp.raise_for_status()
@@ -86,8 +94,13 @@ def tick(settings: Settings, *, api_url: str, token: str, now: datetime | None =
                 reason = "closing_time"
         elif slot is not None and s["ready"]:
             try:
-                usage.mark_slot(settings, project=s["project"], day=hours.local(moment).date(), slot=slot,
-                                servers=per_project[s["project"]])
+                usage.mark_slot(
+                    settings,
+                    project=s["project"],
+                    day=hours.local(moment).date(),
+                    slot=slot,
+                    servers=per_project[s["project"]],
+                )
                 report.counted.append((label, slot))
             except SpawnRefused:
                 reason = "days_used_up"
@@ -99,8 +112,16 @@ def tick(settings: Settings, *, api_url: str, token: str, now: datetime | None =
             _stop(api_url, token, s["user"], s["name"])
             report.stopped.append((label, reason))
             with session_scope(settings) as session:
-                audit.record(session, settings, actor="system", role="system", action="hub.stop",
-                             obj=label, project=s["project"], details={"reason": reason})
+                audit.record(
+                    session,
+                    settings,
+                    actor="system",
+                    role="system",
+                    action="hub.stop",
+                    obj=label,
+                    project=s["project"],
+                    details={"reason": reason},
+                )
     report.settlement = usage.settle(settings, now=moment, hours=hours)
     return report
 

@@ -64,20 +64,20 @@ class EnclaveSpawner(Spawner):
     allow_without_netns = Bool(
         False,
         help="Development only: when a network namespace cannot be created, start the server "
-             "anyway in the host's network (default False: refuse, fail closed). Security: "
-             "True lets kernels reach the network; never set it on a real enclave.",
+        "anyway in the host's network (default False: refuse, fail closed). Security: "
+        "True lets kernels reach the network; never set it on a real enclave.",
     ).tag(config=True)
 
     python = Unicode(
         sys.executable,
         help="The Python interpreter of the enclave venv, used for the in-namespace Hub API "
-             "relay (default: the hub's own interpreter). Must be readable by researchers.",
+        "relay (default: the hub's own interpreter). Must be readable by researchers.",
     ).tag(config=True)
 
     ip_command = Unicode(
         "ip",
         help="The iproute2 `ip` program that creates the network namespaces (default: `ip` on "
-             "PATH). If it is missing or fails, starts are refused unless allow_without_netns.",
+        "PATH). If it is missing or fails, starts are refused unless allow_without_netns.",
     ).tag(config=True)
 
     @default("cmd")
@@ -106,8 +106,10 @@ class EnclaveSpawner(Spawner):
         if len(projects) <= 1:
             return ""
         options = "".join(f'<option value="{html.escape(p)}">{html.escape(p)}</option>' for p in projects)
-        return ('<label for="project">Project to work on (you will see only this one)</label>'
-                f'<select class="form-control" name="project" id="project">{options}</select>')
+        return (
+            '<label for="project">Project to work on (you will see only this one)</label>'
+            f'<select class="form-control" name="project" id="project">{options}</select>'
+        )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, str]:
         value = (formdata.get("project") or [""])[0]
@@ -118,8 +120,9 @@ class EnclaveSpawner(Spawner):
         wanted = (self.user_options or {}).get("project")
         if wanted:
             if wanted not in projects:
-                raise SpawnRefused(f"you may not work on {wanted} now (not an active project of yours)",
-                                   reason="not_allowed")
+                raise SpawnRefused(
+                    f"you may not work on {wanted} now (not an active project of yours)", reason="not_allowed"
+                )
             return wanted
         if len(projects) == 1:
             return projects[0]
@@ -146,13 +149,21 @@ class EnclaveSpawner(Spawner):
             await self._cleanup()
             settings = self._settings()
             with session_scope(settings) as session:
-                audit.record(session, settings, actor=self.user.name, role="researcher",
-                             action="hub.spawn", obj=self.server_key,
-                             project=getattr(self, "project", None), outcome=audit.Outcome.DENIED,
-                             details={"reason": exc.reason, "message": exc.user_message})
+                audit.record(
+                    session,
+                    settings,
+                    actor=self.user.name,
+                    role="researcher",
+                    action="hub.spawn",
+                    obj=self.server_key,
+                    project=getattr(self, "project", None),
+                    outcome=audit.Outcome.DENIED,
+                    details={"reason": exc.reason, "message": exc.user_message},
+                )
             # JupyterHub shows the log message on the spawn form, so it leads with the user's.
-            detail = exc.user_message if exc.log_message == exc.user_message else \
-                f"{exc.user_message} [{exc.log_message}]"
+            detail = (
+                exc.user_message if exc.log_message == exc.user_message else f"{exc.user_message} [{exc.log_message}]"
+            )
             raise SpawnException(exc.user_message, reason=exc.reason, log_message=detail) from None
 
     async def _start(self) -> tuple[str, int]:
@@ -171,8 +182,9 @@ class EnclaveSpawner(Spawner):
         slot = hours.slot_at(now)
         if slot is None:
             raise SpawnRefused(
-                f"the workspace is closed now ({hours.local(now):%a %Y-%m-%d %H:%M}); it opens "
-                f"{hours.describe()}", reason="outside_hours")
+                f"the workspace is closed now ({hours.local(now):%a %Y-%m-%d %H:%M}); it opens {hours.describe()}",
+                reason="outside_hours",
+            )
         day = hours.local(now).date()
         usage.check_days_left(settings, project=project, day=day, slot=slot)
         with session_scope(settings) as session:
@@ -180,7 +192,9 @@ class EnclaveSpawner(Spawner):
         if running_servers(project) >= computers:
             raise SpawnRefused(
                 f"{project} already uses its {computers} computer(s); stop another member's server "
-                "or apply for more computers", reason="computers_in_use")
+                "or apply for more computers",
+                reason="computers_in_use",
+            )
         # Claimed before the first await, so two starts at once cannot both take the last one.
         _RUNNING.setdefault(project, set()).add(self.server_key)
 
@@ -207,7 +221,10 @@ class EnclaveSpawner(Spawner):
                 raise SpawnRefused(
                     "the workspace cannot isolate your server from the network on this host, so it "
                     "is not started (fail closed); an operator may start the hub with --dev-no-netns "
-                    "for development only", reason="no_netns", log_message=exc.log_message) from None
+                    "for development only",
+                    reason="no_netns",
+                    log_message=exc.log_message,
+                ) from None
             self.log.warning("DEVELOPMENT: %s runs without a network namespace", name)
             netns_ok = False
         self.cgroup = isolation.create_cgroup(name, memory_mb=quotas.memory_limit_mb, cpus=quotas.cpu_limit)
@@ -236,13 +253,34 @@ class EnclaveSpawner(Spawner):
         args.append(f"--ServerApp.sock={server_sock}")
         relay = None
         if netns_ok:
-            relay = [self.python, "-m", "enclave.hub.bridge", "tcp-to-unix",
-                     "--listen", f"{hub_host}:{hub_port}", "--unix", str(sockets / "hub-api.sock")]
-        view = isolation.View(home=settings.home, code=project, extract=root / "extract",
-                              scratch=scratch, sockets=sockets, run_dir=settings.home / "run",
-                              passthrough=(Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()))
-        script = isolation.launch_script(view, cgroup=self.cgroup, uid=account.pw_uid, gid=account.pw_gid,
-                                         group_gid=group_gid, command=args, relay=relay)
+            relay = [
+                self.python,
+                "-m",
+                "enclave.hub.bridge",
+                "tcp-to-unix",
+                "--listen",
+                f"{hub_host}:{hub_port}",
+                "--unix",
+                str(sockets / "hub-api.sock"),
+            ]
+        view = isolation.View(
+            home=settings.home,
+            code=project,
+            extract=root / "extract",
+            scratch=scratch,
+            sockets=sockets,
+            run_dir=settings.home / "run",
+            passthrough=(Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()),
+        )
+        script = isolation.launch_script(
+            view,
+            cgroup=self.cgroup,
+            uid=account.pw_uid,
+            gid=account.pw_gid,
+            group_gid=group_gid,
+            command=args,
+            relay=relay,
+        )
         servers = hub_dir / "servers"
         servers.mkdir(mode=0o700, exist_ok=True)
         script_path = servers / f"{name}.sh"
@@ -253,8 +291,9 @@ class EnclaveSpawner(Spawner):
             launcher = [self.ip_command, "netns", "exec", name, *launcher]
         launcher = isolation.join_cgroup(self.cgroup, launcher)
         log = open(servers / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
-        self.proc = subprocess.Popen(launcher, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, close_fds=True)
+        self.proc = subprocess.Popen(
+            launcher, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
+        )
         log.close()
         self.pid = self.proc.pid
         try:
@@ -263,10 +302,21 @@ class EnclaveSpawner(Spawner):
             await self._cleanup()
             raise
         with session_scope(settings) as session:
-            audit.record(session, settings, actor=self.user.name, role="researcher", action="hub.spawn",
-                         obj=self.server_key, project=project,
-                         details={"netns": name if netns_ok else None, "slot": f"{day} {slot}",
-                                  "memory_mb": quotas.memory_limit_mb, "cpus": quotas.cpu_limit})
+            audit.record(
+                session,
+                settings,
+                actor=self.user.name,
+                role="researcher",
+                action="hub.spawn",
+                obj=self.server_key,
+                project=project,
+                details={
+                    "netns": name if netns_ok else None,
+                    "slot": f"{day} {slot}",
+                    "memory_mb": quotas.memory_limit_mb,
+                    "cpus": quotas.cpu_limit,
+                },
+            )
         return (self.ip or "127.0.0.1", self.port)
 
     def _prepare_workspace(self, settings: Settings, project: str) -> Path:
@@ -304,8 +354,15 @@ class EnclaveSpawner(Spawner):
         if project:
             settings = self._settings()
             with session_scope(settings) as session:
-                audit.record(session, settings, actor="system", role="system", action="hub.stop",
-                             obj=self.server_key, project=project)
+                audit.record(
+                    session,
+                    settings,
+                    actor="system",
+                    role="system",
+                    action="hub.stop",
+                    obj=self.server_key,
+                    project=project,
+                )
 
     async def _cleanup(self) -> None:
         cgroup = getattr(self, "cgroup", None)
@@ -334,4 +391,3 @@ class EnclaveSpawner(Spawner):
         if project:
             _RUNNING.get(project, set()).discard(self.server_key)
         self.proc = None
-

@@ -66,8 +66,9 @@ def _db(settings: Settings) -> Iterator[sqlite3.Connection]:
 def slot_counted(settings: Settings, *, project: str, day: date, slot: str) -> bool:
     """True when ``slot`` of ``day`` has already been counted for ``project``."""
     with _db(settings) as conn:
-        row = conn.execute("SELECT 1 FROM slot_use WHERE project=? AND day=? AND slot=?",
-                           (project, day.isoformat(), slot)).fetchone()
+        row = conn.execute(
+            "SELECT 1 FROM slot_use WHERE project=? AND day=? AND slot=?", (project, day.isoformat(), slot)
+        ).fetchone()
     return row is not None
 
 
@@ -83,12 +84,15 @@ def mark_slot(settings: Settings, *, project: str, day: date, slot: str, servers
         The project has no approved half day left (reason ``days_used_up``).
     """
     with _db(settings) as conn:
-        row = conn.execute("SELECT max_servers FROM slot_use WHERE project=? AND day=? AND slot=?",
-                           (project, day.isoformat(), slot)).fetchone()
+        row = conn.execute(
+            "SELECT max_servers FROM slot_use WHERE project=? AND day=? AND slot=?", (project, day.isoformat(), slot)
+        ).fetchone()
         if row is not None:
             if servers > row[0]:
-                conn.execute("UPDATE slot_use SET max_servers=? WHERE project=? AND day=? AND slot=?",
-                             (servers, project, day.isoformat(), slot))
+                conn.execute(
+                    "UPDATE slot_use SET max_servers=? WHERE project=? AND day=? AND slot=?",
+                    (servers, project, day.isoformat(), slot),
+                )
             return False
         try:
             with session_scope(settings) as session:
@@ -99,9 +103,13 @@ def mark_slot(settings: Settings, *, project: str, day: date, slot: str, servers
         except InputError as exc:
             raise SpawnRefused(
                 f"{project} has used all its approved working days; {MORE_DAYS_HINT.format(code=project)}",
-                reason="days_used_up", log_message=str(exc)) from None
-        conn.execute("INSERT INTO slot_use VALUES (?,?,?,?,?)",
-                     (project, day.isoformat(), slot, servers, clock.now().isoformat()))
+                reason="days_used_up",
+                log_message=str(exc),
+            ) from None
+        conn.execute(
+            "INSERT INTO slot_use VALUES (?,?,?,?,?)",
+            (project, day.isoformat(), slot, servers, clock.now().isoformat()),
+        )
         return True
 
 
@@ -117,7 +125,8 @@ def check_days_left(settings: Settings, *, project: str, day: date, slot: str) -
             f"{project} has used all {proj.approved_half_days} approved half days; "
             f"{MORE_DAYS_HINT.format(code=project)}",
             reason="days_used_up",
-            log_message=f"{project}: used {proj.used_half_days} of {proj.approved_half_days} half days")
+            log_message=f"{project}: used {proj.used_half_days} of {proj.approved_half_days} half days",
+        )
 
 
 @dataclass(frozen=True)
@@ -130,9 +139,7 @@ class OvernightRun:
     billed: bool
 
 
-def register_overnight(
-    settings: Settings, *, project: str, night: date, username: str, actor: str
-) -> OvernightRun:
+def register_overnight(settings: Settings, *, project: str, night: date, username: str, actor: str) -> OvernightRun:
     """Register an overnight run of ``username``'s server in ``project`` for ``night``.
 
     The actor is the researcher themselves or a custodian. The night must follow a working
@@ -159,14 +166,23 @@ def register_overnight(
                 cur = conn.execute(
                     "INSERT INTO overnight_runs (project, night, username, registered_by, registered_at)"
                     " VALUES (?,?,?,?,?)",
-                    (project, night.isoformat(), username, actor, clock.now().isoformat()))
+                    (project, night.isoformat(), username, actor, clock.now().isoformat()),
+                )
             except sqlite3.IntegrityError:
-                raise InputError(f"{username} already has an overnight run in {project} "
-                                 f"for the night of {night}") from None
+                raise InputError(
+                    f"{username} already has an overnight run in {project} for the night of {night}"
+                ) from None
             run_id = int(cur.lastrowid or 0)
-        audit.record(session, settings, actor=actor, role="researcher" if actor == username else "custodian",
-                     action="hub.overnight_register", obj=f"{project}:{night}", project=project,
-                     details={"username": username, "night": night.isoformat(), "run": run_id})
+        audit.record(
+            session,
+            settings,
+            actor=actor,
+            role="researcher" if actor == username else "custodian",
+            action="hub.overnight_register",
+            obj=f"{project}:{night}",
+            project=project,
+            details={"username": username, "night": night.isoformat(), "run": run_id},
+        )
     return OvernightRun(run_id, project, night, username, actor, False)
 
 
@@ -185,8 +201,10 @@ def overnight_runs(settings: Settings, *, project: str | None = None) -> list[Ov
 def has_overnight(settings: Settings, *, project: str, night: date, username: str) -> bool:
     """True when ``username`` registered an overnight run in ``project`` for ``night``."""
     with _db(settings) as conn:
-        row = conn.execute("SELECT 1 FROM overnight_runs WHERE project=? AND night=? AND username=?",
-                           (project, night.isoformat(), username)).fetchone()
+        row = conn.execute(
+            "SELECT 1 FROM overnight_runs WHERE project=? AND night=? AND username=?",
+            (project, night.isoformat(), username),
+        ).fetchone()
     return row is not None
 
 
@@ -199,8 +217,7 @@ class Settlement:
     overnight_runs: list[int]
 
 
-def settle(settings: Settings, *, now: datetime | None = None,
-           hours: OpeningHours | None = None) -> Settlement:
+def settle(settings: Settings, *, now: datetime | None = None, hours: OpeningHours | None = None) -> Settlement:
     """Bill every closed day with usage and every overnight run whose night has begun.
 
     Idempotent: a day or run is billed once (``day_settled``, ``billed_at``).
@@ -216,8 +233,9 @@ def settle(settings: Settings, *, now: datetime | None = None,
         by_day: dict[tuple[str, str], list[tuple[str, int]]] = {}
         for project, day, slot, servers in rows:
             by_day.setdefault((project, day), []).append((slot, servers))
-        runs = conn.execute("SELECT id, project, night FROM overnight_runs WHERE billed_at IS NULL"
-                            " ORDER BY id").fetchall()
+        runs = conn.execute(
+            "SELECT id, project, night FROM overnight_runs WHERE billed_at IS NULL ORDER BY id"
+        ).fetchall()
         with session_scope(settings) as session:
             for (project, day_text), slots in sorted(by_day.items()):
                 day = date.fromisoformat(day_text)
@@ -225,13 +243,28 @@ def settle(settings: Settings, *, now: datetime | None = None,
                     continue
                 kind = ledger.ChargeKind.FULL_DAY if len(slots) >= 2 else ledger.ChargeKind.HALF_DAY
                 ref = f"hub:{project}:{day_text}"
-                ledger.post_at_schedule(session, settings, project_id=project, kind=kind, quantity=1,
-                                        occurred_on=day, reference=ref, actor=SYSTEM)
+                ledger.post_at_schedule(
+                    session,
+                    settings,
+                    project_id=project,
+                    kind=kind,
+                    quantity=1,
+                    occurred_on=day,
+                    reference=ref,
+                    actor=SYSTEM,
+                )
                 extra = sum(max(0, n - 1) for _, n in slots)
                 if extra:
-                    ledger.post_at_schedule(session, settings, project_id=project,
-                                            kind=ledger.ChargeKind.EXTRA_COMPUTER, quantity=extra,
-                                            occurred_on=day, reference=ref, actor=SYSTEM)
+                    ledger.post_at_schedule(
+                        session,
+                        settings,
+                        project_id=project,
+                        kind=ledger.ChargeKind.EXTRA_COMPUTER,
+                        quantity=extra,
+                        occurred_on=day,
+                        reference=ref,
+                        actor=SYSTEM,
+                    )
                     out.extra_computers.append((project, day_text, extra))
                 conn.execute("INSERT INTO day_settled VALUES (?,?,?)", (project, day_text, moment.isoformat()))
                 out.days.append((project, day_text, kind.value))
@@ -239,9 +272,16 @@ def settle(settings: Settings, *, now: datetime | None = None,
                 night = date.fromisoformat(night_text)
                 if moment < hours.closing_at(night):
                     continue
-                ledger.post_at_schedule(session, settings, project_id=project,
-                                        kind=ledger.ChargeKind.OVERNIGHT_RUN, quantity=1,
-                                        occurred_on=night, reference=f"hub-overnight:{run_id}", actor=SYSTEM)
+                ledger.post_at_schedule(
+                    session,
+                    settings,
+                    project_id=project,
+                    kind=ledger.ChargeKind.OVERNIGHT_RUN,
+                    quantity=1,
+                    occurred_on=night,
+                    reference=f"hub-overnight:{run_id}",
+                    actor=SYSTEM,
+                )
                 conn.execute("UPDATE overnight_runs SET billed_at=? WHERE id=?", (moment.isoformat(), run_id))
                 out.overnight_runs.append(run_id)
     return out

@@ -26,5 +26,3 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     finally:
         h.procs.stop()
         isolation.release_all(h.settings)
-
-

@@ -72,24 +72,38 @@ def make_home(root: Path, *, quotas: dict | None = None) -> tuple[Settings, dict
     q.update(quotas or QUOTAS)
     (policies / "quotas.yaml").write_text(yaml.safe_dump(q))
     settings = load_settings(home)
-    init_home(settings, admin_username="alice", admin_full_name="Alice Lin", admin_unit="NHIA",
-              admin_password="correct-horse-battery-staple")
+    init_home(
+        settings,
+        admin_username="alice",
+        admin_full_name="Alice Lin",
+        admin_unit="NHIA",
+        admin_password="correct-horse-battery-staple",
+    )
     settings.settings_file.write_text(f'[enclave]\npolicies_dir = "{policies}"\n')
     settings = load_settings(home)
     clock.set_clock(MONDAY_10)
     try:
         with session_scope(settings) as s:
             for username, full_name, unit, roles in PEOPLE:
-                add_user(s, settings, actor="alice", username=username, full_name=full_name,
-                         unit=unit, roles=roles, password=PASSWORD)
+                add_user(
+                    s,
+                    settings,
+                    actor="alice",
+                    username=username,
+                    full_name=full_name,
+                    unit=unit,
+                    roles=roles,
+                    password=PASSWORD,
+                )
         spec = yaml.safe_load(EXAMPLE_SPEC.read_text(encoding="utf-8"))
-        codes = {"main": _activate(settings, spec),
-                 "other": _activate(settings, {**copy.deepcopy(spec), "title": "Second study"}),
-                 "exhausted": _activate(settings, {**copy.deepcopy(spec), "title": "Used-up study"})}
+        codes = {
+            "main": _activate(settings, spec),
+            "other": _activate(settings, {**copy.deepcopy(spec), "title": "Second study"}),
+            "exhausted": _activate(settings, {**copy.deepcopy(spec), "title": "Used-up study"}),
+        }
         with session_scope(settings) as s:
             p = service.get_project(s, codes["exhausted"])
-            service.record_day_use(s, settings, actor="system", code=p.code,
-                                   half_days=p.approved_half_days)
+            service.record_day_use(s, settings, actor="system", code=p.code, half_days=p.approved_half_days)
     finally:
         clock.set_clock(None)
     for label, code in codes.items():
@@ -114,8 +128,9 @@ def _activate(settings: Settings, spec: dict) -> str:
             for kind in ("contract", "confidentiality"):
                 service.record_declaration(s, settings, actor="alice", code=code, username=name, kind=kind)
     with session_scope(settings) as s:
-        service.record_payment(s, settings, actor="alice", notice_number=number,
-                               paid_on=service.today(), reference=f"R-{number}")
+        service.record_payment(
+            s, settings, actor="alice", notice_number=number, paid_on=service.today(), reference=f"R-{number}"
+        )
     return code
 
 
@@ -124,10 +139,12 @@ def write_extract(settings: Settings, code: str, *, marker: str) -> None:
     extract = settings.projects_dir / code / "extract"
     part = extract / "H_NHI_OPDTE" / "year=2022"
     part.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame({"ID": ["AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB"],
-                  "ICD9CM_1": ["E11", marker]}).write_parquet(part / "part-0.parquet")
-    pl.DataFrame({"pseudonym": ["AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB"],
-                  "idx": pl.Series([0, 1], dtype=pl.UInt32)}).write_parquet(extract / "person_index.parquet")
+    pl.DataFrame(
+        {"ID": ["AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB"], "ICD9CM_1": ["E11", marker]}
+    ).write_parquet(part / "part-0.parquet")
+    pl.DataFrame(
+        {"pseudonym": ["AAAAAAAAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBBBBBBBB"], "idx": pl.Series([0, 1], dtype=pl.UInt32)}
+    ).write_parquet(extract / "person_index.parquet")
     (extract / "manifest.json").write_text('{"files": {}}')
     (extract / "data_dictionary.md").write_text(f"# Data dictionary of {code}\n")
 
@@ -146,21 +163,24 @@ def wait_until_up(url: str, proc, timeout: float = 60) -> None:
     raise RuntimeError("hub did not come up")
 
 
-def start_hub(root: Path, *, now: datetime, monkeypatch: pytest.MonkeyPatch | None = None,
-              extra_config: str = "", **home_kwargs) -> Hub:
+def start_hub(
+    root: Path, *, now: datetime, monkeypatch: pytest.MonkeyPatch | None = None, extra_config: str = "", **home_kwargs
+) -> Hub:
     settings, codes = make_home(root, **home_kwargs)
     mp = monkeypatch or pytest.MonkeyPatch()
     mp.setenv("ENCLAVE_NOW", now.isoformat())
-    procs = app.start(settings, port=app.free_port(), run_scheduler=False, log_path=root / "hub.log",
-                      extra_config=extra_config)
+    procs = app.start(
+        settings, port=app.free_port(), run_scheduler=False, log_path=root / "hub.log", extra_config=extra_config
+    )
     mp.delenv("ENCLAVE_NOW")
     try:
         wait_until_up(procs.config.url, procs.hub)
     except RuntimeError:
         procs.stop()
         raise RuntimeError((root / "hub.log").read_text()[-4000:]) from None
-    return Hub(settings, procs.config.url, procs.config.api_url, procs.config.scheduler_token, codes, procs,
-               root / "hub.log")
+    return Hub(
+        settings, procs.config.url, procs.config.api_url, procs.config.scheduler_token, codes, procs, root / "hub.log"
+    )
 
 
 def login(hub: Hub, username: str, password: str = PASSWORD, otp: str = "") -> requests.Session:
@@ -194,34 +214,54 @@ class Researcher:
 
     def spawn(self, project: str) -> str:
         """Submit the spawn form for ``project``; return the hub's page (error text if refused)."""
-        r = self.http.post(f"{self.hub.url}/hub/spawn/{self.username}",
-                           data={"project": project, "_xsrf": self.http.cookies.get("_xsrf", path="/hub/")},
-                           timeout=90)
+        r = self.http.post(
+            f"{self.hub.url}/hub/spawn/{self.username}",
+            data={"project": project, "_xsrf": self.http.cookies.get("_xsrf", path="/hub/")},
+            timeout=90,
+        )
         return r.text
 
     @property
     def token(self) -> str:
         if self._token is None:
-            r = self.http.post(f"{self.hub.url}/hub/api/users/{self.username}/tokens",
-                               headers={"X-XSRFToken": self.http.cookies.get("_xsrf", path="/hub/")},
-                               json={"note": "test", "expires_in": 3600}, timeout=30)
+            r = self.http.post(
+                f"{self.hub.url}/hub/api/users/{self.username}/tokens",
+                headers={"X-XSRFToken": self.http.cookies.get("_xsrf", path="/hub/")},
+                json={"note": "test", "expires_in": 3600},
+                timeout=30,
+            )
             r.raise_for_status()
             self._token = r.json()["token"]
         return self._token
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.hub.url}/user/{self.username}/api/{path}",
-                                headers={"Authorization": f"token {self.token}"}, timeout=60, **kwargs)
+        return requests.request(
+            method,
+            f"{self.hub.url}/user/{self.username}/api/{path}",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=60,
+            **kwargs,
+        )
 
     def api_raw(self, method: str, path: str, **kwargs) -> requests.Response:
         """A request to the server outside ``/api`` (e.g. ``files/...``, ``nbconvert/...``)."""
-        return requests.request(method, f"{self.hub.url}/user/{self.username}/{path}",
-                                headers={"Authorization": f"token {self.token}"}, timeout=60,
-                                allow_redirects=False, **kwargs)
+        return requests.request(
+            method,
+            f"{self.hub.url}/user/{self.username}/{path}",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=60,
+            allow_redirects=False,
+            **kwargs,
+        )
 
     def hub_api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, f"{self.hub.url}/hub/api/{path}",
-                                headers={"Authorization": f"token {self.token}"}, timeout=60, **kwargs)
+        return requests.request(
+            method,
+            f"{self.hub.url}/hub/api/{path}",
+            headers={"Authorization": f"token {self.token}"},
+            timeout=60,
+            **kwargs,
+        )
 
     def server(self) -> dict | None:
         return (self.hub_api("GET", f"users/{self.username}").json().get("servers") or {}).get("")
@@ -254,12 +294,30 @@ class Researcher:
         ws_url = self.hub.url.replace("http://", "ws://") + f"/user/{self.username}/api/kernels/{kernel}/channels"
         ws = websocket.create_connection(ws_url, header=[f"Authorization: token {self.token}"], timeout=timeout)
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": self.username, "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True}}))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": self.username,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
         out: dict = {"stdout": "", "status": None, "error": None, "kernel": kernel}
         deadline = time.monotonic() + timeout
         try:
@@ -271,7 +329,9 @@ class Researcher:
                     break
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     if msg.get("msg_type") == "status" and msg["content"].get("execution_state") in (
-                            "restarting", "dead"):
+                        "restarting",
+                        "dead",
+                    ):
                         out["status"] = msg["content"]["execution_state"]
                         break
                     continue

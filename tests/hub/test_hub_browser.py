@@ -13,8 +13,16 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
 TEMPLATE = "01_getting_started.ipynb"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_browser_logs_in_opens_and_runs_a_notebook(hub, tmp_path: Path) -> None:
@@ -26,8 +34,12 @@ def test_browser_logs_in_opens_and_runs_a_notebook(hub, tmp_path: Path) -> None:
     artifacts.mkdir(exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 900})
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=FLAGS,
+            viewport={"width": 1400, "height": 900},
+        )
         page = context.new_page()
         page.goto(f"{hub.url}/hub/login")
         page.fill("#username_input", "chen.wei")
@@ -54,7 +66,8 @@ def test_browser_logs_in_opens_and_runs_a_notebook(hub, tmp_path: Path) -> None:
             page.wait_for_selector(".jp-OutputArea-output :text('Data dictionary')", timeout=90_000)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.jp-InputPrompt')].every(p => !p.textContent.includes('*'))",
-                timeout=90_000)
+                timeout=90_000,
+            )
         except Exception:
             page.screenshot(path=str(artifacts / "hub-browser-failure.png"), full_page=True)
             raise

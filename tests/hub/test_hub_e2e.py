@@ -53,7 +53,7 @@ def host_listener():
     srv.close()
 
 
-PROBE = r'''
+PROBE = r"""
 import json, os, socket, errno
 import polars as pl
 home = {home!r}
@@ -93,7 +93,7 @@ res["run"] = sorted(os.listdir("/run"))
 res["uid"] = os.getuid()
 res["ifaces"] = [name for _, name in socket.if_nameindex()]
 print(json.dumps(res))
-'''
+"""
 
 
 def test_login_is_refused_without_a_project_role_or_password(hub) -> None:
@@ -102,8 +102,9 @@ def test_login_is_refused_without_a_project_role_or_password(hub) -> None:
     assert not Researcher(hub, "huang.yu").logged_in  # a researcher with no active project
     assert Researcher(hub, "chen.wei").logged_in
     with session_scope(hub.settings) as s:
-        actions = s.execute(select(AuditEntry.actor, AuditEntry.outcome)
-                            .where(AuditEntry.action.in_(["user.login", "hub.login"]))).all()
+        actions = s.execute(
+            select(AuditEntry.actor, AuditEntry.outcome).where(AuditEntry.action.in_(["user.login", "hub.login"]))
+        ).all()
     assert ("steve", "denied") in actions and ("huang.yu", "denied") in actions
     assert ("chen.wei", "ok") in actions
 
@@ -136,8 +137,19 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
         res = json.loads(result["stdout"].strip().splitlines()[-1])
         own = pl.read_parquet(hub.settings.projects_dir / main / "extract/H_NHI_OPDTE/year=2020/part-0.parquet")
         assert res["own_extract"] == ["ok", str(own.height)]
-        for attempt in ("other_extract", "other_extract_file", "vault", "keys", "state_db", "write_extract",
-                        "dns", "host_loopback_tcp", "outside_tcp", "udp", "scratch_over_quota"):
+        for attempt in (
+            "other_extract",
+            "other_extract_file",
+            "vault",
+            "keys",
+            "state_db",
+            "write_extract",
+            "dns",
+            "host_loopback_tcp",
+            "outside_tcp",
+            "udp",
+            "scratch_over_quota",
+        ):
             assert res[attempt][0] == "refused", (attempt, res[attempt])
         assert res["scratch_small"][0] == "ok"
         assert res["uid"] != 0
@@ -148,8 +160,10 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
         assert hits == []  # the host service never saw a connection
 
         # No other way out through the server: /files downloads of data and nbconvert export.
-        made = chen.execute("import os, polars as pl\n"
-                            "pl.DataFrame({'a': [1]}).write_parquet(os.environ['ENCLAVE_SCRATCH'] + '/t.parquet')")
+        made = chen.execute(
+            "import os, polars as pl\n"
+            "pl.DataFrame({'a': [1]}).write_parquet(os.environ['ENCLAVE_SCRATCH'] + '/t.parquet')"
+        )
         assert made["status"] == "ok", made
         assert chen.api_raw("GET", "files/t.parquet").status_code in (403, 404)
         assert chen.api_raw("GET", "nbconvert/html/01_getting_started.ipynb?download=true").status_code in (403, 404)
@@ -163,16 +177,18 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
         assert "used all" in refused and "enclave project change" in refused
 
         # Memory beyond the limit is stopped by the cgroup (the kernel is killed).
-        oom = chen.execute("x = bytearray(2 * 1024**3); x[::4096] = b'1' * len(x[::4096]); print('survived')",
-                           timeout=90)
+        oom = chen.execute(
+            "x = bytearray(2 * 1024**3); x[::4096] = b'1' * len(x[::4096]); print('survived')", timeout=90
+        )
         assert "survived" not in oom["stdout"] and oom["status"] != "ok", oom
         cg = Path("/sys/fs/cgroup/memory/enclave") / isolation.netns_name("chen.wei", main)
         assert isolation.Cgroup((cg,)).oom_kills() >= 1
 
         # Overnight run registered for Monday night: kept at closing, billed per run.
         with clock.frozen(C.MONDAY_10):
-            usage.register_overnight(hub.settings, project=main, night=C.MONDAY_10.date(), username="chen.wei",
-                                     actor="chen.wei")
+            usage.register_overnight(
+                hub.settings, project=main, night=C.MONDAY_10.date(), username="chen.wei", actor="chen.wei"
+            )
         closing = datetime(2026, 3, 2, 17, 31, tzinfo=clock.LOCAL_ZONE)
         report = scheduler.tick(hub.settings, api_url=hub.api_url, token=hub.token, now=closing)
         assert report.kept_overnight == ["chen.wei/"] and report.stopped == []
@@ -184,8 +200,11 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
     finally:
         chen.stop()
     with session_scope(hub.settings) as s:
-        lines = s.execute(select(LedgerEntry.project_code, LedgerEntry.kind, LedgerEntry.amount,
-                                 LedgerEntry.occurred_on).where(LedgerEntry.actor == "system")).all()
+        lines = s.execute(
+            select(LedgerEntry.project_code, LedgerEntry.kind, LedgerEntry.amount, LedgerEntry.occurred_on).where(
+                LedgerEntry.actor == "system"
+            )
+        ).all()
         project = s.execute(select(Project).where(Project.code == main)).scalar_one()
         assert project.used_half_days == 1 and project.first_use_date == C.MONDAY_10.date()
     assert (main, "half_day", 800, C.MONDAY_10.date()) in lines

@@ -49,8 +49,11 @@ def test_spawn_refused_without_network_namespace(tmp_path) -> None:
 
 
 def test_development_flag_starts_without_namespace_and_says_so(tmp_path) -> None:
-    hub = start_hub(tmp_path, now=MONDAY_10, extra_config=(
-        'c.EnclaveSpawner.ip_command = "/nonexistent/ip"\nc.EnclaveSpawner.allow_without_netns = True\n'))
+    hub = start_hub(
+        tmp_path,
+        now=MONDAY_10,
+        extra_config=('c.EnclaveSpawner.ip_command = "/nonexistent/ip"\nc.EnclaveSpawner.allow_without_netns = True\n'),
+    )
     chen = Researcher(hub, "chen.wei")
     try:
         chen.spawn(hub.projects["main"])
@@ -62,8 +65,13 @@ def test_development_flag_starts_without_namespace_and_says_so(tmp_path) -> None
         log = (tmp_path / "hub.log").read_text()
         assert "DEVELOPMENT: enc-chen.wei-" in log
         with session_scope(hub.settings) as s:
-            spawns = s.execute(select(AuditEntry.details).where(AuditEntry.action == "hub.spawn",
-                                                                AuditEntry.outcome == "ok")).scalars().all()
+            spawns = (
+                s.execute(
+                    select(AuditEntry.details).where(AuditEntry.action == "hub.spawn", AuditEntry.outcome == "ok")
+                )
+                .scalars()
+                .all()
+            )
         assert any('"netns": null' in str(d) or "'netns': None" in str(d) for d in spawns), spawns
     finally:
         chen.stop()

@@ -58,7 +58,9 @@ def test_client_address_trusts_the_proxy_not_the_client() -> None:
         return SimpleNamespace(request=SimpleNamespace(headers=headers, connection=conn, remote_ip="spoofed"))
 
     # A client claiming loopback in X-Real-Ip / X-Forwarded-For: the proxy's appended entry wins.
-    assert client_address(handler({"X-Real-Ip": "127.0.0.1",
-                                   "X-Forwarded-For": "127.0.0.1, 203.0.113.9"})) == "203.0.113.9"
+    assert (
+        client_address(handler({"X-Real-Ip": "127.0.0.1", "X-Forwarded-For": "127.0.0.1, 203.0.113.9"}))
+        == "203.0.113.9"
+    )
     assert client_address(handler({"X-Real-Ip": "127.0.0.1"}, peer="198.51.100.4")) == "198.51.100.4"
     assert client_address(None) == ""

@@ -28,10 +28,14 @@ def home(tmp_path_factory: pytest.TempPathFactory):
 
 def _ledger(settings, code: str) -> list[tuple[str, int, int, date]]:
     with session_scope(settings) as s:
-        return [tuple(r) for r in s.execute(
-            select(LedgerEntry.kind, LedgerEntry.quantity, LedgerEntry.amount, LedgerEntry.occurred_on)
-            .where(LedgerEntry.project_code == code, LedgerEntry.actor == "system")
-            .order_by(LedgerEntry.id)).all()]
+        return [
+            tuple(r)
+            for r in s.execute(
+                select(LedgerEntry.kind, LedgerEntry.quantity, LedgerEntry.amount, LedgerEntry.occurred_on)
+                .where(LedgerEntry.project_code == code, LedgerEntry.actor == "system")
+                .order_by(LedgerEntry.id)
+            ).all()
+        ]
 
 
 def _used(settings, code: str) -> int:
@@ -78,19 +82,22 @@ def test_overnight_registration_rules_and_billing(home) -> None:
     code = codes["other"]
     with clock.frozen(MONDAY_10):
         with pytest.raises(InputError, match="not a working day"):
-            usage.register_overnight(settings, project=code, night=date(2026, 3, 7), username="lin.mei",
-                                     actor="lin.mei")
+            usage.register_overnight(
+                settings, project=code, night=date(2026, 3, 7), username="lin.mei", actor="lin.mei"
+            )
         with pytest.raises(InputError, match="in the past"):
-            usage.register_overnight(settings, project=code, night=date(2026, 2, 26), username="lin.mei",
-                                     actor="lin.mei")
+            usage.register_overnight(
+                settings, project=code, night=date(2026, 2, 26), username="lin.mei", actor="lin.mei"
+            )
         with pytest.raises(PermissionDenied):  # another researcher may not register for her
-            usage.register_overnight(settings, project=code, night=date(2026, 3, 4), username="lin.mei",
-                                     actor="chen.wei")
-        run = usage.register_overnight(settings, project=code, night=date(2026, 3, 4), username="lin.mei",
-                                       actor="lin.mei")
+            usage.register_overnight(
+                settings, project=code, night=date(2026, 3, 4), username="lin.mei", actor="chen.wei"
+            )
+        run = usage.register_overnight(
+            settings, project=code, night=date(2026, 3, 4), username="lin.mei", actor="lin.mei"
+        )
         with pytest.raises(InputError, match="already has"):
-            usage.register_overnight(settings, project=code, night=date(2026, 3, 4), username="lin.mei",
-                                     actor="alice")
+            usage.register_overnight(settings, project=code, night=date(2026, 3, 4), username="lin.mei", actor="alice")
     assert usage.has_overnight(settings, project=code, night=date(2026, 3, 4), username="lin.mei")
     assert not usage.has_overnight(settings, project=code, night=date(2026, 3, 4), username="chen.wei")
     usage.settle(settings, now=datetime(2026, 3, 4, 17, 0, tzinfo=clock.LOCAL_ZONE))
@@ -110,8 +117,13 @@ def test_authenticator_stages(home) -> None:
     assert auth._allowed_sync("chen.wei") and not auth._allowed_sync("steve") and not auth._allowed_sync("huang.yu")
     assert not auth._allowed_sync("nobody")
     with session_scope(settings) as s:
-        details = s.execute(select(AuditEntry.details).where(AuditEntry.action == "hub.login",
-                                                             AuditEntry.outcome == "denied")).scalars().all()
+        details = (
+            s.execute(
+                select(AuditEntry.details).where(AuditEntry.action == "hub.login", AuditEntry.outcome == "denied")
+            )
+            .scalars()
+            .all()
+        )
     assert any("192.0.2.7" in str(d) for d in details)
 
 
@@ -128,7 +140,6 @@ def test_cli_overnight_register_and_list(home, monkeypatch: pytest.MonkeyPatch) 
     assert json.loads(out.output)["night"] == "2026-03-02"
     listed = runner.invoke(app, ["hub", "overnight", "list", "--project", codes["main"], "--json"])
     assert [r["username"] for r in json.loads(listed.output)] == ["chen.wei"]
-    bad = runner.invoke(app, ["hub", "overnight", "register", codes["main"], "--night", "tomorrow",
-                              "--as", "chen.wei"])
+    bad = runner.invoke(app, ["hub", "overnight", "register", codes["main"], "--night", "tomorrow", "--as", "chen.wei"])
     assert bad.exit_code != 0
     assert Path(settings.home / "hub" / "usage.db").exists()
