@@ -8,13 +8,14 @@ passwords that are printed; never use them outside a demo.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from enclave.config import Settings
+from enclave.config import SETTINGS_FILE, Settings, load_settings
 from enclave.home import init_home
 from enclave.state.db import session_scope
 
@@ -48,6 +49,35 @@ def demo_password(username: str) -> str:
 Step = Callable[[str], None]
 
 
+# The demo's calendar: the workspace opens every day, round the clock, in two 12-hour slots,
+# so whoever runs the quick start can log in at once. A deployment keeps policies/calendar.yaml.
+DEMO_CALENDAR = """\
+# DEMO ONLY (written by `enclave demo`): open every day, all day. The real service centre's
+# hours are in the packaged policies/calendar.yaml.
+timezone: Asia/Taipei
+working_days: [mon, tue, wed, thu, fri, sat, sun]
+slots:
+  am: {start: "00:00", end: "12:00"}
+  pm: {start: "12:00", end: "23:59"}
+holidays: {}
+makeup_working_days: {}
+"""
+
+
+def demo_policies(settings: Settings) -> Settings:
+    """Give a new demo home its own copy of the policies with an always-open calendar."""
+    if (settings.home / SETTINGS_FILE).is_file():
+        return settings
+    folder = settings.home / "policies"
+    settings.home.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(settings.policies_dir, folder, dirs_exist_ok=True)
+    (folder / "calendar.yaml").write_text(DEMO_CALENDAR, encoding="utf-8")
+    (settings.home / SETTINGS_FILE).write_text(
+        f'# demo enclave\n[enclave]\npolicies_dir = "{folder}"\n', encoding="utf-8"
+    )
+    return load_settings(settings.home)
+
+
 @dataclass
 class DemoResult:
     home: Path
@@ -56,6 +86,7 @@ class DemoResult:
     project: str = ""
     steps: list[str] = field(default_factory=list)
     accounts: list[tuple[str, str, str]] = field(default_factory=list)
+    settings: Settings | None = None
 
 
 def build_demo(
@@ -66,10 +97,17 @@ def build_demo(
     seed: int = 2026,
     defect_rate: float = 0.002,
     progress: Step | None = None,
+    open_all_hours: bool = True,
 ) -> DemoResult:
-    """Bring a demo enclave up to a provisioned, active project. Idempotent."""
+    """Bring a demo enclave up to a provisioned, active project. Idempotent.
+
+    With ``open_all_hours`` a new demo home gets its own policies whose calendar opens the
+    workspace every day, all day (see :data:`DEMO_CALENDAR`).
+    """
     say = progress or (lambda _msg: None)
-    result = DemoResult(home=settings.home, source=settings.home / "demo-source")
+    if open_all_hours:
+        settings = demo_policies(settings)
+    result = DemoResult(home=settings.home, source=settings.home / "demo-source", settings=settings)
     init_home(
         settings,
         admin_username=CUSTODIAN[0],

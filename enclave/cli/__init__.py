@@ -25,6 +25,7 @@ def _register() -> None:
         catalog_cmd,
         export_cmd,
         home_cmd,
+        hub_cmd,
         ingest_cmd,
         optout_cmd,
         project_cmd,

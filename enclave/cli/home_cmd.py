@@ -97,12 +97,20 @@ def demo_cmd(
     people: int = typer.Option(3000, "--people", help="Synthetic population size."),
     hub: bool = typer.Option(True, "--hub/--no-hub", help="Start JupyterHub at the end."),
     port: int = typer.Option(8000, "--port"),
+    real_hours: bool = typer.Option(
+        False, "--real-hours", help="Keep the service centre's opening hours (default: demo opens all day)."
+    ),
 ) -> None:
     """Build a demo enclave on synthetic data (idempotent), then start the hub."""
     from enclave.demo import build_demo
 
-    settings = load_settings()
-    result = build_demo(settings, people=people, progress=lambda msg: typer.secho(f"· {msg}", fg="cyan"))
+    result = build_demo(
+        load_settings(),
+        people=people,
+        open_all_hours=not real_hours,
+        progress=lambda msg: typer.secho(f"· {msg}", fg="cyan"),
+    )
+    settings = result.settings
     for step in result.steps:
         typer.echo(f"  ✓ {step}")
     typer.echo(f"\nenclave home: {result.home}\nproject: {result.project}\n\ndemo accounts (demo passwords only):")
@@ -110,15 +118,7 @@ def demo_cmd(
         typer.echo(f"  {username:10} {roles:12} {password}")
     if not hub:
         return
-    try:
-        from enclave.hub.run import run_hub
-    except ImportError:
-        typer.echo("\nthe notebook hub is not part of this build; the enclave is ready on the command line")
-        return
-    run_hub(
-        settings,
-        port=port,
-        announce=lambda url: typer.secho(
-            f"\nJupyterHub: {url}  — log in as chen.wei / {result.accounts[1][2]}", fg="green"
-        ),
-    )
+    from enclave.cli.hub_cmd import serve
+
+    chen = next(a for a in result.accounts if a[0] == "chen.wei")
+    serve(settings, port=port, login_hint=f"log in as chen.wei / {chen[2]} (project {result.project})")

@@ -34,9 +34,20 @@ def hub_cmd(
     """Start JupyterHub with its proxy on 127.0.0.1:PORT until interrupted (Ctrl-C)."""
     if ctx.invoked_subcommand is not None:
         return
+    serve(load_settings(), port=port, dev_no_netns=dev_no_netns, scheduler_interval=scheduler_interval)
+
+
+def serve(
+    settings,
+    *,
+    port: int = 8000,
+    dev_no_netns: bool = False,
+    scheduler_interval: float = 60.0,
+    login_hint: str = "log in with an enclave researcher account that is a member of an active project",
+) -> None:
+    """Run the hub in the foreground until Ctrl-C or SIGTERM, then stop its servers and mounts."""
     from enclave.hub import app as hub_runner
 
-    settings = load_settings()
     if os.geteuid() != 0:
         typer.secho(
             "warning: not root; researcher servers need root to create Unix users, "
@@ -46,7 +57,7 @@ def hub_cmd(
         )
     procs = hub_runner.start(settings, port=port, dev_no_netns=dev_no_netns, scheduler_interval=scheduler_interval)
     typer.echo(f"hub: {procs.config.url}  (log: {procs.config.path.parent / 'jupyterhub.log'})")
-    typer.echo("log in with an enclave researcher account that is a member of an active project")
+    typer.echo(login_hint)
     if dev_no_netns:
         typer.secho("DEVELOPMENT MODE: servers may run without network isolation", fg=typer.colors.RED)
     # SIGTERM (service managers) stops the hub like Ctrl-C: its servers and mounts are cleaned up.
