@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv system-deps hub-deps browser-deps clean
+.PHONY: demo test lint venv hub-deps browser-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,6 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
-
-# Debian packages the test suite drives for real (installed once, skipped when present).
-system-deps:
-	@./scripts/install-system-deps.sh
 
 # The hub: configurable-http-proxy installed repo-locally with npm (no global install), and
 # the host tools the spawner drives (namespaces, setpriv, loop-mounted ext4, useradd).
@@ -36,7 +32,7 @@ browser-deps:
 demo: $(STAMP) hub-deps
 	$(BIN)/enclave demo
 
-test: $(STAMP) system-deps hub-deps browser-deps
+test: $(STAMP) hub-deps browser-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
