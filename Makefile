@@ -19,7 +19,8 @@ venv: $(STAMP)
 HUB_PROXY := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 
 $(HUB_PROXY): | $(STAMP)
-	@./scripts/install-system-deps.sh nodejs npm
+	@# Many machines ship npm inside the nodejs package; only ask Debian when it is missing.
+	@command -v npm >/dev/null 2>&1 || ./scripts/install-system-deps.sh nodejs npm
 	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error configurable-http-proxy
 
 hub-deps: $(HUB_PROXY)
