@@ -21,7 +21,7 @@ HUB_PROXY := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 $(HUB_PROXY): | $(STAMP)
 	@# Many machines ship npm inside the nodejs package; only ask Debian when it is missing.
 	@command -v npm >/dev/null 2>&1 || ./scripts/install-system-deps.sh nodejs npm
-	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error configurable-http-proxy
+	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0
 
 hub-deps: $(HUB_PROXY)
 	@./scripts/install-system-deps.sh iproute2 util-linux mount e2fsprogs passwd
