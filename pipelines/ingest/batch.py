@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from enclave.state.models import IngestBatch, IngestFile
 from enclave.users import require
 from pipelines import vault
 from pipelines.ingest import crossrow, quarantine
-from pipelines.ingest.decode import read_chunks
+from pipelines.ingest.decode import prefetch, read_chunks
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
 from pipelines.ingest.expectations import validate_distinct
 from pipelines.ingest.report import write_report
@@ -193,11 +194,13 @@ class _FileIngest:
         columns = [c.name for c in fd.columns]
         q_parts = []
         for chunk_no, chunk in enumerate(
-            read_chunks(
-                self.src.path,
-                expected_columns=columns,
-                encoding=self.encoding,
-                chunk_bytes=self.chunk_bytes,
+            prefetch(
+                read_chunks(
+                    self.src.path,
+                    expected_columns=columns,
+                    encoding=self.encoding,
+                    chunk_bytes=self.chunk_bytes,
+                )
             )
         ):
             self.outcome.rows_read += chunk.lines_read
@@ -447,15 +450,21 @@ def ingest_directory(
     keys = KeyStore.for_home(settings.keys_dir)
     tokenizer = Tokenizer(keys.stage1_key(), keys.escrow_key())
     try:
+        jobs = []
         for order, src in enumerate(to_process):
             enc = canonical_encoding(encoding) if encoding else detect_encoding(src.path, policy.encodings)
             job = _FileIngest(src, order, catalog, tokenizer, staging, enc, policy.chunk_bytes)
             job.run(progress)
-            job.validate()
+            jobs.append(job)
             outcomes[src.name] = job.outcome
         processing = {k: v for k, v in outcomes.items() if v.status == "ingested"}
-        with session_scope(settings) as session:
-            _apply_crossrow(staging, catalog, to_process, processing, settings, session)
+        # great-expectations (Python-bound) runs while DuckDB (native threads) does the
+        # cross-row rules; a disagreement still stops the batch before anything is published.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx") as pool:
+            validations = pool.submit(lambda: [job.validate() for job in jobs])
+            with session_scope(settings) as session:
+                _apply_crossrow(staging, catalog, to_process, processing, settings, session)
+            validations.result()
         _count_staged(staging, processing)
         unreconciled = [o.source_file for o in processing.values() if not o.reconciled]
         if unreconciled:

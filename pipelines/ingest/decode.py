@@ -11,6 +11,8 @@ Polars into string columns, with their physical line numbers alongside.
 from __future__ import annotations
 
 import io
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,14 +73,10 @@ def check_header(path: Path, header: list[str], expected: list[str]) -> None:
         parts.append(f"unexpected {extra}")
     if not parts:
         parts.append("columns are in a different order than the catalog")
-    raise IngestError(
-        f"{path.name}: line 1 (header) does not match the catalog: {'; '.join(parts)}"
-    )
+    raise IngestError(f"{path.name}: line 1 (header) does not match the catalog: {'; '.join(parts)}")
 
 
-def _decode_block(
-    block: bytes, encoding: str, first_line: int
-) -> tuple[bytes, list[StructuralFault]]:
+def _decode_block(block: bytes, encoding: str, first_line: int) -> tuple[bytes, list[StructuralFault]]:
     """Return the block as UTF-8 with undecodable lines removed, and those lines as faults."""
     try:
         text = block.decode(encoding)
@@ -223,9 +221,52 @@ def _parse(data: bytes, columns: list[str], numbers: np.ndarray) -> pl.DataFrame
         # Trailing carriage returns (CRLF files) belong to the line end, not the last field.
         last = columns[-1]
         frame = frame.with_columns(pl.col(last).str.strip_suffix("\r"))
-        frame = frame.with_columns(
-            pl.when(pl.col(last) == "").then(None).otherwise(pl.col(last)).alias(last)
-        )
+        frame = frame.with_columns(pl.when(pl.col(last) == "").then(None).otherwise(pl.col(last)).alias(last))
     if frame.height != len(numbers):
         raise IngestError(f"internal: parsed {frame.height} rows but counted {len(numbers)} lines")
     return frame.with_columns(pl.Series(LINE_COLUMN, numbers, dtype=pl.Int64))
+
+
+def prefetch(chunks: Iterator[Chunk], depth: int = 1) -> Iterator[Chunk]:
+    """Decode and parse the next chunk in a background thread while the caller works on this one.
+
+    NumPy, Polars and the file reads release the GIL, so reading overlaps validation and
+    writing on a second core. At most ``depth`` chunks wait in memory. Errors of the reader
+    are raised in the caller; a caller that stops early stops the reader.
+    """
+    pending: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        pending.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pending.put(done)
+        except BaseException as exc:  # handed to the caller, who re-raises it
+            pending.put(exc)
+
+    worker = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = pending.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                pending.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.1)
