@@ -314,6 +314,56 @@ class View:
     passthrough: tuple[Path, ...] = ()
 
 
+_COVERED = (Path("/tmp"), Path("/run"))
+
+
+def code_folders(settings) -> tuple[Path, ...]:
+    """What a server must see of the host to run: the Python installation(s), the enclave's own
+    packages (an editable checkout lives outside site-packages) and the policy folder.
+
+    The checkout root itself is never passed (the enclave home may live inside it); only the
+    package folders are.
+    """
+    import sys
+
+    import catalog
+    import disclosure_review
+    import enclave
+    import pipelines
+
+    folders = {Path(sys.base_prefix), Path(sys.prefix), settings.policies_dir}
+    for package in (enclave, catalog, pipelines, disclosure_review):
+        folders.add(Path(package.__file__).resolve().parent)
+    return tuple(sorted(p.resolve() for p in folders))
+
+
+def _passthrough_plan(view: View) -> list[tuple[Path, Path | None]]:
+    """Which passthrough folders must be bound back, and which hidden ancestor to cover.
+
+    A folder is bound back when something would hide it: a parent others may not enter (the
+    parent is then covered by an empty tmpfs), or the script's own fresh /tmp, /run or home.
+    Nested folders are bound once, through their outermost ancestor in the list.
+    """
+    plan: list[tuple[Path, Path | None]] = []
+    resolved = sorted({p.resolve() for p in view.passthrough}, key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for real in resolved:
+        if any(real.is_relative_to(k) for k in kept):
+            continue
+        cover = hidden_parent(real)
+        covered = any(real.is_relative_to(c) for c in (*_COVERED, view.home))
+        if cover is None and not covered:
+            continue
+        if view.home.is_relative_to(real):
+            raise ValueError(f"{real} contains the enclave home; it cannot be shown to a researcher")
+        if covered:
+            # The script's own fresh /tmp, /run or home already hides everything around it.
+            cover = None
+        kept.append(real)
+        plan.append((real, cover))
+    return plan
+
+
 def hidden_parent(path: Path) -> Path | None:
     """The first ancestor of ``path`` that others may not traverse (no ``o+x``), if any."""
     for parent in reversed(path.resolve().parents):
@@ -345,12 +395,19 @@ def launch_script(
     stage = "/mnt/.enclave-stage"
     rel = lambda p: str(Path(p).relative_to(view.home))  # noqa: E731
     lines = ["#!/bin/sh", "set -eu"]
+    passthrough = _passthrough_plan(view)
     lines += [
         "mount --make-rprivate /",
         f"mkdir -p {stage}",
         f"mount -t tmpfs -o size=1m,mode=0700 enclave-stage {stage}",
         f"mkdir {stage}/h",
         f"mount --rbind {q(home)} {stage}/h",
+    ]
+    # Code and interpreter folders are staged first: /tmp, /run and the home are covered next,
+    # and a checkout under /tmp (or a Python under /root) must still be reachable.
+    for n, (real, _cover) in enumerate(passthrough):
+        lines += [f"mkdir {stage}/p{n}", f"mount --rbind {q(str(real))} {stage}/p{n}"]
+    lines += [
         # A private /tmp: nothing of the host's (or of a home kept under /tmp) shows through.
         "mount -t tmpfs -o mode=1777,nosuid,nodev,size=512m enclave-tmp /tmp",
         f"mkdir -p {q(home)}",
@@ -385,18 +442,13 @@ def launch_script(
             f"mount --bind {stage}/s {sock}",
             f"umount -l {stage}/s",
         ]
-    for n, path in enumerate(view.passthrough):
-        cover = hidden_parent(path)
-        if cover is None:
-            continue
-        real = q(str(path.resolve()))
+    for cover in sorted({c for _r, c in passthrough if c is not None}, key=lambda c: len(c.parts)):
+        lines.append(f"mount -t tmpfs -o mode=0755,size=1m enclave-hidden {q(str(cover))}")
+    for n, (real, _cover) in enumerate(passthrough):
         lines += [
-            f"mkdir {stage}/p{n}",
-            f"mount --rbind {real} {stage}/p{n}",
-            f"mount -t tmpfs -o mode=0755,size=1m enclave-hidden {q(str(cover))}",
-            f"mkdir -p {real}",
-            f"mount --rbind {stage}/p{n} {real}",
-            f"mount -o remount,bind,ro {real}",
+            f"mkdir -p {q(str(real))}",
+            f"mount --rbind {stage}/p{n} {q(str(real))}",
+            f"mount -o remount,bind,ro {q(str(real))}",
             f"umount -l {stage}/p{n}",
         ]
     lines += [

@@ -270,7 +270,7 @@ class EnclaveSpawner(Spawner):
             scratch=scratch,
             sockets=sockets,
             run_dir=settings.home / "run",
-            passthrough=(Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()),
+            passthrough=isolation.code_folders(settings),
         )
         script = isolation.launch_script(
             view,
