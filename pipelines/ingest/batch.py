@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -37,9 +38,9 @@ from enclave.state.models import IngestBatch, IngestFile
 from enclave.users import require
 from pipelines import vault
 from pipelines.ingest import crossrow, quarantine
-from pipelines.ingest.decode import prefetch, read_chunks
+from pipelines.ingest.decode import LINE_COLUMN, prefetch, read_chunks
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
-from pipelines.ingest.expectations import validate_distinct
+from pipelines.ingest.expectations import validate_distinct, warm_up
 from pipelines.ingest.report import write_report
 from pipelines.ingest.rules import compile_rules, data_year, distinct_values, evaluate, typed
 from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover
@@ -179,6 +180,12 @@ class _FileIngest:
         frame = frame.with_columns(
             self.tokenizer.map_column(frame.get_column(c.name), c.identifier) for c in fd.identifier_columns
         )
+        # A 64-bit hash of each row's primary key, kept beside the staging area (never in the
+        # vault): the duplicate check groups these instead of the full keys.
+        keys = frame.select("_source", "_order", LINE_COLUMN, pl.struct(fd.primary_key).hash(seed=0).alias("_pkh"))
+        _write_private_parquet(
+            keys, self.staging / "keys" / f"file={fd.name}" / f"part-{self.order:03d}-{chunk_no:05d}.parquet"
+        )
         for (year,), part in frame.partition_by("_year", as_dict=True, maintain_order=True).items():
             out = (
                 self.staging
@@ -278,7 +285,8 @@ def _apply_crossrow(
         related.update(r.file for r in t.references)
     staged = {name: _staged_paths(staging, name) for name in related}
     committed = {name: vault.file_paths(settings, session, name) for name in related}
-    results = crossrow.run(types, catalog, staged, committed)
+    keys = {name: sorted((staging / "keys" / f"file={name}").glob("*.parquet")) for name in related}
+    results = crossrow.run(types, catalog, staged, committed, keys)
     encodings = {o.source_file: o.encoding for o in outcomes.values()}
     by_name = {s.name: s for s in sources}
     con = duckdb.connect(":memory:")
@@ -383,6 +391,8 @@ def ingest_directory(
     ValidatorDisagreement
         great-expectations and the compiled rules judged a value differently.
     """
+    # great-expectations takes seconds to import; load it while the files are read and hashed.
+    threading.Thread(target=warm_up, name="gx-import", daemon=True).start()
     catalog = catalog or load_catalog()
     policy = load_policy("ingest", IngestPolicy, settings)
     src_dir = Path(src_dir)

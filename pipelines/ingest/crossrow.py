@@ -34,40 +34,62 @@ def _key(cols: list[str], alias: str = "") -> str:
 def _join(cols: list[str], left: str, right: str, right_cols: list[str] | None = None) -> str:
     right_cols = right_cols or cols
     return " AND ".join(
-        f'{left}."{a}" IS NOT DISTINCT FROM {right}."{b}"'
-        for a, b in zip(cols, right_cols, strict=True)
+        f'{left}."{a}" IS NOT DISTINCT FROM {right}."{b}"' for a, b in zip(cols, right_cols, strict=True)
     )
 
 
 def duplicate_keys(
-    con: duckdb.DuckDBPyConnection, definition: FileDef, staged: list[Path], committed: list[Path]
+    con: duckdb.DuckDBPyConnection,
+    definition: FileDef,
+    staged: list[Path],
+    committed: list[Path],
+    key_hashes: list[Path] = (),  # type: ignore[assignment]
 ) -> list[tuple[str, int, str, str, str]]:
-    """Rows repeating a primary key seen earlier (in file order) or already in the vault."""
+    """Rows repeating a primary key seen earlier (in file order) or already in the vault.
+
+    With ``key_hashes`` (per-row 64-bit hashes of the key, written while staging), only rows
+    whose hash repeats are compared on their full keys; a hash collision is harmless because
+    the full keys decide.
+    """
     if not staged:
         return []
     pk = definition.primary_key
-    # Find the repeated keys with a hash aggregate first (cheap); only their rows are ranked.
-    rows = con.execute(f"""
-        WITH s AS (SELECT {_key(pk)}, _source, _order, _line FROM {_scan(staged)}),
-        dup AS (SELECT {_key(pk)} FROM s GROUP BY ALL HAVING count(*) > 1),
-        ranked AS (
-            SELECT s.*, row_number() OVER w AS rn, first_value(s._line) OVER w AS first_line,
-                   first_value(s._source) OVER w AS first_source
-            FROM s SEMI JOIN dup ON {_join(pk, "s", "dup")}
-            WINDOW w AS (PARTITION BY {_key(pk, "s")} ORDER BY s._order, s._line))
-        SELECT _source, _line, 'repeats the key of ' || first_source || ' line ' || first_line
-        FROM ranked WHERE rn > 1
-    """).fetchall()
+    source = _scan(staged)
+    if key_hashes:
+        candidates = con.sql(f"""
+            WITH k AS (SELECT _pkh, _source, _line FROM {_scan(key_hashes)}),
+            dup AS (SELECT _pkh FROM k GROUP BY _pkh HAVING count(*) > 1)
+            SELECT k._source, k._line FROM k SEMI JOIN dup USING (_pkh)
+        """).pl()
+        rows: list = []
+        if candidates.height:
+            con.register("candidates", candidates.to_arrow())
+            source = (
+                f"(SELECT s.* FROM {_scan(staged)} s SEMI JOIN candidates c "
+                "ON s._source = c._source AND s._line = c._line)"
+            )
+    if not key_hashes or candidates.height:
+        # Find the repeated keys with a hash aggregate first (cheap); only their rows are ranked.
+        rows = con.execute(f"""
+            WITH s AS (SELECT {_key(pk)}, _source, _order, _line FROM {source}),
+            dup AS (SELECT {_key(pk)} FROM s GROUP BY ALL HAVING count(*) > 1),
+            ranked AS (
+                SELECT s.*, row_number() OVER w AS rn, first_value(s._line) OVER w AS first_line,
+                       first_value(s._source) OVER w AS first_source
+                FROM s SEMI JOIN dup ON {_join(pk, "s", "dup")}
+                WINDOW w AS (PARTITION BY {_key(pk, "s")} ORDER BY s._order, s._line))
+            SELECT _source, _line, 'repeats the key of ' || first_source || ' line ' || first_line
+            FROM ranked WHERE rn > 1
+        """).fetchall()
+        if key_hashes:
+            con.unregister("candidates")
     out = [(src, int(line), "duplicate_key", "+".join(pk), detail) for src, line, detail in rows]
     if committed:
         rows = con.execute(f"""
             SELECT s._source, s._line FROM {_scan(staged)} s
             SEMI JOIN (SELECT {_key(pk)} FROM {_scan(committed)}) v ON {_join(pk, "s", "v")}
         """).fetchall()
-        out += [
-            (src, int(line), "duplicate_key", "+".join(pk), "key already in the vault")
-            for src, line in rows
-        ]
+        out += [(src, int(line), "duplicate_key", "+".join(pk), "key already in the vault") for src, line in rows]
     return out
 
 
@@ -211,6 +233,7 @@ def run(
     catalog: Catalog,
     staged: dict[str, list[Path]],
     committed: dict[str, list[Path]],
+    key_hashes: dict[str, list[Path]] | None = None,
 ) -> dict[str, CrossRowOutcome]:
     """Cross-row rules for every file type of the batch, parents before children.
 
@@ -224,7 +247,9 @@ def run(
     for definition in definitions:
         outcome = CrossRowOutcome()
         paths = staged.get(definition.name, [])
-        outcome.rejected += duplicate_keys(con, definition, paths, committed.get(definition.name, []))
+        outcome.rejected += duplicate_keys(
+            con, definition, paths, committed.get(definition.name, []), (key_hashes or {}).get(definition.name, [])
+        )
         targets = {ref.file: staged.get(ref.file, []) + committed.get(ref.file, []) for ref in definition.references}
         bad_refs, ref_warnings = references(con, definition, paths, targets, catalog)
         outcome.rejected += bad_refs

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,11 +38,22 @@ def _gx():
     return gx
 
 
+def warm_up() -> None:
+    """Import great-expectations and register the custom expectation (safe in a thread)."""
+    _catalog_check_expectation()
+
+
 _CUSTOM: dict[str, Any] = {}
+_CUSTOM_LOCK = threading.Lock()
 
 
 def _catalog_check_expectation():
     """Register (once) the custom expectation that applies a named catalog check."""
+    with _CUSTOM_LOCK:
+        return _register_catalog_check()
+
+
+def _register_catalog_check():
     if "cls" in _CUSTOM:
         return _CUSTOM["cls"]
     _gx()

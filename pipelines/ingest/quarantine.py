@@ -24,9 +24,7 @@ SCHEMA = {
 }
 
 
-def from_structural(
-    faults: list[StructuralFault], source: str, file_type: str, encoding: str
-) -> pl.DataFrame:
+def from_structural(faults: list[StructuralFault], source: str, file_type: str, encoding: str) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "source_file": [source] * len(faults),
@@ -54,10 +52,7 @@ def from_rejected(
     from pipelines.ingest.rules import raw_line
 
     raw = rejected.select(raw_line(columns)).to_series()
-    details = [
-        rule_details.get((r, c), "")
-        for r, c in zip(rejected["_rule"], rejected["_column"], strict=True)
-    ]
+    details = [rule_details.get((r, c), "") for r, c in zip(rejected["_rule"], rejected["_column"], strict=True)]
     return pl.DataFrame(
         {
             "source_file": [source] * rejected.height,
@@ -75,9 +70,7 @@ def from_rejected(
     )
 
 
-def read_lines(
-    path: Path, encoding: str, wanted: set[int], block: int = 64 << 20
-) -> dict[int, bytes]:
+def read_lines(path: Path, encoding: str, wanted: set[int], block: int = 64 << 20) -> dict[int, bytes]:
     """Fetch the raw bytes of some physical lines (1-based) without holding the file."""
     if not wanted:
         return {}

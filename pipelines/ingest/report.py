@@ -19,11 +19,7 @@ def write_report(result: BatchResult, folder: Path) -> None:
     """Write ``report.json`` and ``report.html`` for a batch into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     data = result.to_dict()
-    (folder / "report.json").write_text(
-        json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
-    )
+    (folder / "report.json").write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     env = Environment(autoescape=select_autoescape(default=True))
-    html = env.from_string(_TEMPLATE_FILE.read_text(encoding="utf-8")).render(
-        r=result, reconciled=result.reconciled
-    )
+    html = env.from_string(_TEMPLATE_FILE.read_text(encoding="utf-8")).render(r=result, reconciled=result.reconciled)
     (folder / "report.html").write_text(html, encoding="utf-8")

@@ -63,9 +63,7 @@ def canonical_encoding(name: str) -> str:
     try:
         return CANONICAL_ENCODINGS[name.lower()]
     except KeyError:
-        raise IngestError(
-            f"unsupported encoding {name!r}; use one of {sorted(CANONICAL_ENCODINGS)}"
-        ) from None
+        raise IngestError(f"unsupported encoding {name!r}; use one of {sorted(CANONICAL_ENCODINGS)}") from None
 
 
 def detect_encoding(path: Path, candidates: list[str]) -> str:
@@ -74,9 +72,7 @@ def detect_encoding(path: Path, candidates: list[str]) -> str:
     A file with a few bad lines still gets the right encoding: the candidate with the fewest
     decoding failures wins, and UTF-8 wins ties (it is the stricter decoder).
     """
-    sample = (
-        path.read_bytes()[:_SNIFF_BYTES] if path.stat().st_size <= _SNIFF_BYTES else _head(path)
-    )
+    sample = path.read_bytes()[:_SNIFF_BYTES] if path.stat().st_size <= _SNIFF_BYTES else _head(path)
     cut = sample.rfind(b"\n")
     sample = sample[: cut + 1] if cut > 0 else sample
     scores = []

@@ -63,32 +63,31 @@ class Tokenizer:
         return fresh
 
     def map_column(self, series: pl.Series, kind: str) -> pl.Series:
-        """Return the tokens for a column of identifiers (nulls stay null)."""
-        distinct = series.drop_nulls().unique()
+        """Return the tokens for a column of identifiers (nulls stay null).
+
+        Rows look their value up in the batch's cache with one join; only values never seen
+        in this batch are hashed (and sealed for the escrow), then joined in.
+        """
         cache = self._cache.get(kind)
         if cache is None or cache.height > self.max_cache:
             cache = pl.DataFrame(schema={"value": pl.String, "token": TOKEN_DTYPE})
-        wanted = pl.DataFrame({"value": distinct})
-        known = wanted.join(cache, on="value", how="inner")
-        missing = wanted.join(cache, on="value", how="anti").get_column("value").to_list()
-        if missing:
-            fresh = self._hash_new(kind, missing)
-            cache = pl.concat([cache, fresh], how="vertical")
-            known = pl.concat([known, fresh], how="vertical")
+        rows = series.rename("value").to_frame()
+        tokens = rows.join(cache, on="value", how="left", maintain_order="left").get_column("token")
+        unknown = tokens.is_null() & series.is_not_null()
+        if unknown.any():
+            fresh = self._hash_new(kind, series.filter(unknown).unique().to_list())
+            cache = pl.concat([cache, fresh], how="vertical", rechunk=False)
+            if cache.n_chunks() > 16:
+                cache = cache.rechunk()
+            filled = rows.join(fresh, on="value", how="left", maintain_order="left").get_column("token")
+            tokens = tokens.fill_null(filled)
         self._cache[kind] = cache
-        return series.replace_strict(
-            known.get_column("value"),
-            known.get_column("token"),
-            default=None,
-            return_dtype=TOKEN_DTYPE,
-        ).alias(series.name)
+        return tokens.alias(series.name)
 
     def escrow_frame(self) -> pl.DataFrame:
         """Everything sealed in this batch, one row per distinct (kind, token)."""
         if not self._escrow:
-            return pl.DataFrame(
-                schema={"kind": pl.String, "token": TOKEN_DTYPE, "sealed": pl.Binary}
-            )
+            return pl.DataFrame(schema={"kind": pl.String, "token": TOKEN_DTYPE, "sealed": pl.Binary})
         return pl.concat(self._escrow).unique(subset=["kind", "token"], keep="first")
 
 
