@@ -15,13 +15,13 @@ import os
 import shutil
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 from pydantic import Field
 from sqlalchemy import select
@@ -38,6 +38,7 @@ from enclave.state.models import IngestBatch, IngestFile
 from enclave.users import require
 from pipelines import vault
 from pipelines.ingest import crossrow, quarantine
+from pipelines.ingest.crossrow import connect_duckdb
 from pipelines.ingest.decode import LINE_COLUMN, prefetch, read_chunks
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
 from pipelines.ingest.expectations import validate_distinct, warm_up
@@ -130,6 +131,29 @@ def _write_private_parquet(frame: pl.DataFrame, path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+class _BackgroundWriter:
+    """Writes staged Parquet files on a second thread (Polars releases the GIL while it encodes
+    and compresses), at most ``depth`` files in flight; a write error surfaces at the next
+    submit or at :meth:`close`."""
+
+    def __init__(self, depth: int = 3) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self._pending: deque = deque()
+        self._depth = depth
+
+    def submit(self, frame: pl.DataFrame, path: Path) -> None:
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(_write_private_parquet, frame, path))
+
+    def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 class _FileIngest:
     """Streams one source file through decode → rules → tokens → staging."""
 
@@ -159,7 +183,11 @@ class _FileIngest:
 
     def _track_distinct(self, distinct: dict[str, pl.Series]) -> None:
         for column, values in distinct.items():
-            self.distinct.setdefault(column, []).append(values)
+            parts = self.distinct.setdefault(column, [])
+            parts.append(values)
+            if len(parts) >= 8:
+                # Keep memory at one copy of each column's distinct values, not one per chunk.
+                self.distinct[column] = [pl.concat(parts).unique()]
 
     def _write_accepted(self, accepted: pl.DataFrame, chunk_no: int) -> None:
         fd = self.fd
@@ -183,7 +211,7 @@ class _FileIngest:
         # A 64-bit hash of each row's primary key, kept beside the staging area (never in the
         # vault): the duplicate check groups these instead of the full keys.
         keys = frame.select("_source", "_order", LINE_COLUMN, pl.struct(fd.primary_key).hash(seed=0).alias("_pkh"))
-        _write_private_parquet(
+        self.writer.submit(
             keys, self.staging / "keys" / f"file={fd.name}" / f"part-{self.order:03d}-{chunk_no:05d}.parquet"
         )
         for (year,), part in frame.partition_by("_year", as_dict=True, maintain_order=True).items():
@@ -194,9 +222,16 @@ class _FileIngest:
                 / f"year={year}"
                 / f"part-{self.order:03d}-{chunk_no:05d}.parquet"
             )
-            _write_private_parquet(part.drop("_year"), out)
+            self.writer.submit(part.drop("_year"), out)
 
     def run(self, progress: Progress | None) -> None:
+        self.writer = _BackgroundWriter()
+        try:
+            self._run(progress)
+        finally:
+            self.writer.close()
+
+    def _run(self, progress: Progress | None) -> None:
         fd = self.fd
         columns = [c.name for c in fd.columns]
         q_parts = []
@@ -286,10 +321,10 @@ def _apply_crossrow(
     staged = {name: _staged_paths(staging, name) for name in related}
     committed = {name: vault.file_paths(settings, session, name) for name in related}
     keys = {name: sorted((staging / "keys" / f"file={name}").glob("*.parquet")) for name in related}
-    results = crossrow.run(types, catalog, staged, committed, keys)
+    results = crossrow.run(types, catalog, staged, committed, keys, spill_dir=staging)
     encodings = {o.source_file: o.encoding for o in outcomes.values()}
     by_name = {s.name: s for s in sources}
-    con = duckdb.connect(":memory:")
+    con = connect_duckdb(staging)
     for t in types:
         result = results[t.name]
         for outcome in outcomes.values():
@@ -336,7 +371,7 @@ def _apply_crossrow(
 def _count_staged(staging: Path, outcomes: dict[str, FileOutcome]) -> None:
     paths = sorted((staging / "vault").glob("file=*/year=*/*.parquet"))
     qpaths = sorted((staging / "quarantine").glob("*.parquet"))
-    con = duckdb.connect(":memory:")
+    con = connect_duckdb(staging)
     accepted: dict[str, int] = {}
     if paths:
         accepted = dict(
@@ -357,11 +392,11 @@ def _count_staged(staging: Path, outcomes: dict[str, FileOutcome]) -> None:
         outcome.rows_quarantined = sum(outcome.quarantined_by_rule.values())
 
 
-def _new_escrow(tokenizer: Tokenizer, settings: Settings) -> pl.DataFrame:
+def _new_escrow(tokenizer: Tokenizer, settings: Settings, staging: Path) -> pl.DataFrame:
     fresh = tokenizer.escrow_frame()
     existing = sorted(vault.escrow_dir(settings).glob("batch=*/*.parquet"))
     if existing and fresh.height:
-        con = duckdb.connect(":memory:")
+        con = connect_duckdb(staging)
         con.register("fresh", fresh.to_arrow())
         fresh = con.sql(
             f"SELECT f.* FROM fresh f ANTI JOIN read_parquet({[str(p) for p in existing]}) e "
@@ -479,7 +514,7 @@ def ingest_directory(
         unreconciled = [o.source_file for o in processing.values() if not o.reconciled]
         if unreconciled:
             raise IngestError(f"counts do not reconcile for {unreconciled}; nothing published")
-        escrow = _new_escrow(tokenizer, settings)
+        escrow = _new_escrow(tokenizer, settings, staging)
         if escrow.height:
             _write_private_parquet(escrow, staging / "escrow" / "escrow.parquet")
         result = BatchResult(

@@ -21,6 +21,16 @@ class CrossRowOutcome:
     warnings: list[dict] = field(default_factory=list)
 
 
+def connect_duckdb(spill_dir: Path, memory_limit: str = "1GB") -> duckdb.DuckDBPyConnection:
+    """An explicit in-memory DuckDB connection with bounded memory; beyond it, DuckDB spills to
+    ``spill_dir`` (inside the batch's custodian-only staging area, never the working folder)."""
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute(f"SET temp_directory='{spill_dir / '.duckdb-spill'}'")
+    con.execute("SET preserve_insertion_order=false")
+    return con
+
+
 def _scan(paths: list[Path]) -> str:
     quoted = ", ".join(f"'{p}'" for p in paths)
     return f"read_parquet([{quoted}], union_by_name=true, hive_partitioning=false)"
@@ -234,6 +244,8 @@ def run(
     staged: dict[str, list[Path]],
     committed: dict[str, list[Path]],
     key_hashes: dict[str, list[Path]] | None = None,
+    *,
+    spill_dir: Path,
 ) -> dict[str, CrossRowOutcome]:
     """Cross-row rules for every file type of the batch, parents before children.
 
@@ -241,8 +253,7 @@ def run(
     Parent keys of children are checked against the parents' accepted rows (after their own
     duplicate removal the key still exists, so only quarantined parents orphan children).
     """
-    con = duckdb.connect(":memory:")
-    con.execute("SET preserve_insertion_order=false")
+    con = connect_duckdb(spill_dir)
     outcomes: dict[str, CrossRowOutcome] = {}
     for definition in definitions:
         outcome = CrossRowOutcome()
