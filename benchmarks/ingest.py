@@ -19,8 +19,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 NAIVE = r"""
 import hashlib, hmac, sys, os
@@ -42,16 +45,41 @@ con.execute(f"COPY (SELECT * FROM read_csv('{sys.argv[1]}', header=true)) TO '{s
 """
 
 
+def _sample_rss(pid: int, peak: list[int], stop: threading.Event) -> None:
+    """Poll the RSS of a process and its children (psutil) until ``stop`` is set."""
+    try:
+        proc = psutil.Process(pid)
+        while not stop.is_set():
+            try:
+                rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            except psutil.Error:
+                break
+            peak[0] = max(peak[0], rss)
+            stop.wait(0.02)
+    except psutil.Error:
+        return
+
+
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Run a command; return (seconds, peak RSS in MiB) of that process."""
+    """Run a command; return (seconds, peak RSS in MiB) of that process.
+
+    Peak memory is the larger of the kernel's maxrss for the child (``os.wait4``) and RSS
+    sampled every 20 ms across the child's process tree.
+    """
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    stop = threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(proc.pid, peak, stop), daemon=True)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
+    stop.set()
+    sampler.join()
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         raise SystemExit(f"{cmd[:3]} failed:\n{err[-3000:]}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, max(usage.ru_maxrss * 1024, peak[0]) / 2**20
 
 
 def main() -> None:
