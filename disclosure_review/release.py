@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from enclave.checksums import sha256_file
 from enclave.errors import EnclaveError
 
 MANIFEST = "manifest.json"
@@ -33,15 +34,6 @@ class ReleaseVerificationError(EnclaveError):
     """A release folder does not match its signed manifest (names the file at fault)."""
 
     exit_code = 5
-
-
-def sha256_file(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

@@ -42,8 +42,9 @@ from disclosure_review.errors import ManifestError, UnknownProjectError
 from disclosure_review.figures import reencode_image
 from disclosure_review.model import CheckReport, Verdict
 from disclosure_review.policy import POLICY_FILE, DisclosurePolicy, load_policy
-from disclosure_review.release import ReleaseVerificationError, sha256_file, sign_manifest
+from disclosure_review.release import ReleaseVerificationError, sign_manifest
 from enclave import audit, clock
+from enclave.checksums import sha256_file
 from enclave.config import Settings
 from enclave.errors import EnclaveError, InputError, NotFound, PermissionDenied
 from enclave.keys import KeyStore

@@ -88,7 +88,7 @@ def import_list(
     session: Session, settings: Settings, path: Path, *, actor: str, channel: str | None = None
 ) -> ImportResult:
     """Validate and merge one opt-out list (custodian only). Invalid rows are reported, not stored."""
-    from pipelines.ingest.sources import sha256_file
+    from enclave.checksums import sha256_file
     from pipelines.ingest.tokens import Tokenizer
 
     who = require(session, actor, Role.CUSTODIAN)

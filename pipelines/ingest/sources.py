@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from catalog import Catalog
 from catalog.model import FileDef
+from enclave.checksums import sha256_file
 from pipelines.ingest.errors import IngestError
 
 _SNIFF_BYTES = 4 * 1024 * 1024
@@ -31,14 +31,6 @@ class SourceFile:
     @property
     def name(self) -> str:
         return self.path.name
-
-
-def sha256_file(path: Path, block: int = 8 * 1024 * 1024) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def discover(src_dir: Path, catalog: Catalog) -> tuple[list[SourceFile], list[str]]:

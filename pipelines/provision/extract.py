@@ -15,7 +15,6 @@ killed run leaves only a staging folder that the next run removes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog import Catalog
+from enclave.checksums import sha256_file
 from enclave.keys import SecretKey
 from pipelines.provision.coarsen import coarsen_sql, quote
 from pipelines.provision.errors import ProvisionError
@@ -240,14 +240,6 @@ def _select_sql(plan: FilePlan, catalog: Catalog, paths: list[Path]) -> str:
         else:
             exprs.append(f"{ref} AS {quote(column)}")
     return f"SELECT {', '.join(exprs)} FROM {_source_sql(plan, paths, for_copy=True)} {' '.join(joins)}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from catalog import Catalog, load_catalog
 from enclave import audit, clock
+from enclave.checksums import sha256_file
 from enclave.config import Settings
 from enclave.keys import KeyStore, create_project_key, project_key
 from enclave.optout import opted_out_tokens
@@ -245,7 +246,7 @@ def provision_project(
             dictionary.render_html(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
         for f in outcome.files:
             for part in f.parts:
-                part["sha256"] = extract.sha256_file(stage / part["path"])
+                part["sha256"] = sha256_file(stage / part["path"])
         others = sorted(p for p in stage.rglob("*") if p.is_file() and "year=" not in str(p.relative_to(stage)))
         manifest = {
             "project": code,
@@ -258,7 +259,7 @@ def provision_project(
             "rows": outcome.rows,
             "optouts_excluded_rows": outcome.excluded_rows,
             "files": {f.file: f.as_dict() for f in outcome.files},
-            "other_files": {str(p.relative_to(stage)): extract.sha256_file(p) for p in others},
+            "other_files": {str(p.relative_to(stage)): sha256_file(p) for p in others},
             "representativeness_warnings": len(summary["warnings"]),
         }
         text = json.dumps(manifest, indent=2, ensure_ascii=False, sort_keys=True)

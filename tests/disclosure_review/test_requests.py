@@ -13,7 +13,6 @@ import yaml
 from sqlalchemy import select
 
 from disclosure_review.errors import UnknownProjectError
-from disclosure_review.release import sha256_file
 from disclosure_review.requests import (
     STATUS_AUDIT_EVENT,
     STATUS_OWNERS,
@@ -27,6 +26,7 @@ from disclosure_review.requests import (
     get_request,
     withdraw,
 )
+from enclave.checksums import sha256_file
 from enclave.config import Settings
 from enclave.errors import InputError, PermissionDenied, SeparationOfDutiesError
 from enclave.state.db import session_scope
