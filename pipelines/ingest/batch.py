@@ -52,7 +52,7 @@ Progress = Callable[[str, int], None]
 
 class IngestPolicy(PolicyModel):
     encodings: list[str] = Field(default_factory=lambda: ["utf-8", "cp950"])
-    chunk_bytes: int = 64 << 20
+    chunk_bytes: int = 16 << 20
     batch_rows: int = 1_000_000
     soft_reference_action: str = "report"
 
