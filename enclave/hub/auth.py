@@ -120,16 +120,7 @@ class EnclaveAuthenticator(Authenticator):
         quotas = quotas_policy(settings)
         with session_scope(settings) as session:
             if not quotas.client_allowed(address):
-                audit.record(
-                    session,
-                    settings,
-                    actor=username or "unknown",
-                    role="user",
-                    action="hub.login",
-                    obj=username,
-                    outcome=audit.Outcome.DENIED,
-                    details={"reason": "network", "address": address},
-                )
+                _deny_login(session, settings, username, "network", address=address)
                 self.log.warning("login of %s refused: %s is outside allowed_networks", username, address)
                 return None
             user = users.authenticate(session, settings, username, password)
@@ -138,16 +129,7 @@ class EnclaveAuthenticator(Authenticator):
             secret = user.totp_secret
             code_ok = bool(secret) and pyotp.TOTP(secret).verify(otp.strip(), valid_window=1)
             if (secret or self.require_totp) and not code_ok:
-                audit.record(
-                    session,
-                    settings,
-                    actor=username,
-                    role="user",
-                    action="hub.login",
-                    obj=username,
-                    outcome=audit.Outcome.DENIED,
-                    details={"reason": "totp"},
-                )
+                _deny_login(session, settings, username, "totp")
                 return None
             audit.record(
                 session,
@@ -179,16 +161,21 @@ class EnclaveAuthenticator(Authenticator):
             elif not usable_projects(session, username):
                 reason = "no active project"
             if reason:
-                audit.record(
-                    session,
-                    settings,
-                    actor=username,
-                    role="user",
-                    action="hub.login",
-                    obj=username,
-                    outcome=audit.Outcome.DENIED,
-                    details={"reason": reason},
-                )
+                _deny_login(session, settings, username, reason)
                 self.log.warning("login of %s refused: %s", username, reason)
                 return False
         return True
+
+
+def _deny_login(session, settings, username: str, reason: str, **details: str) -> None:
+    """Audit one refused hub login (the reason is a label, never a password or code)."""
+    audit.record(
+        session,
+        settings,
+        actor=username or "unknown",
+        role="user",
+        action="hub.login",
+        obj=username,
+        outcome=audit.Outcome.DENIED,
+        details={"reason": reason, **details},
+    )
