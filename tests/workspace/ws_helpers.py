@@ -8,6 +8,7 @@ with the workspace's own arguments.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import selectors
 import socket
@@ -131,7 +132,15 @@ class JupyterServer:
             self.log.append(line)
             if "is running at" in line:
                 threading.Thread(target=self._drain, daemon=True).start()
-                return
+                # The log line can come before the socket listens: wait until it accepts.
+                while time.monotonic() < deadline and self.proc.poll() is None:
+                    try:
+                        socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                        return
+                    except OSError:
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            self.proc.wait(timeout=0.05)  # returns at once if the server died
+                break
         self.stop()
         raise RuntimeError("jupyter server did not start:\n" + "".join(self.log[-40:]))
 
