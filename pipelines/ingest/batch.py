@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
 import threading
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,7 +27,6 @@ from catalog import Catalog, load_catalog
 from catalog.model import FileDef
 from enclave import audit, clock
 from enclave.config import Settings
-from enclave.keys import KeyStore
 from enclave.policies import PolicyModel, load_policy
 from enclave.roles import Role
 from enclave.state.db import session_scope
@@ -39,13 +35,14 @@ from enclave.users import require
 from pipelines import vault
 from pipelines.ingest import crossrow, quarantine
 from pipelines.ingest.crossrow import connect_duckdb
-from pipelines.ingest.decode import LINE_COLUMN, prefetch, read_chunks
+from pipelines.ingest.decode import split_spans
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
 from pipelines.ingest.expectations import validate_distinct, warm_up
 from pipelines.ingest.report import write_report
-from pipelines.ingest.rules import compile_rules, data_year, distinct_values, evaluate, typed
 from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover
-from pipelines.ingest.tokens import Tokenizer
+from pipelines.ingest.stage import SpanResult, fault_point, write_private_parquet
+from pipelines.ingest.tokens import TOKEN_DTYPE
+from pipelines.ingest.workers import SpanTask, span_runner
 
 Progress = Callable[[str, int], None]
 
@@ -54,6 +51,8 @@ class IngestPolicy(PolicyModel):
     encodings: list[str] = Field(default_factory=lambda: ["utf-8", "cp950"])
     chunk_bytes: int = 16 << 20
     batch_rows: int = 1_000_000
+    workers: int = 2
+    span_min_bytes: int = 32 << 20
     soft_reference_action: str = "report"
 
 
@@ -99,12 +98,6 @@ class BatchResult:
         return data
 
 
-def _fault_point(name: str) -> None:
-    """Crash on purpose at a named point (tests of crash safety set ENCLAVE_FAULT_POINT)."""
-    if os.environ.get("ENCLAVE_FAULT_POINT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _content_checksum(sources: list[SourceFile]) -> str:
     digest = hashlib.sha256()
     for src in sorted(sources, key=lambda s: s.name):
@@ -125,176 +118,25 @@ def _already_ingested(session, sha: str) -> str | None:
     return row[0] if row else None
 
 
-def _write_private_parquet(frame: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_parquet(path, compression="zstd")
-    os.chmod(path, 0o600)
-
-
-class _BackgroundWriter:
-    """Writes staged Parquet files on a second thread (Polars releases the GIL while it encodes
-    and compresses), at most ``depth`` files in flight; a write error surfaces at the next
-    submit or at :meth:`close`."""
-
-    def __init__(self, depth: int = 3) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
-        self._pending: deque = deque()
-        self._depth = depth
-
-    def submit(self, frame: pl.DataFrame, path: Path) -> None:
-        while len(self._pending) >= self._depth:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(_write_private_parquet, frame, path))
-
-    def close(self) -> None:
-        try:
-            while self._pending:
-                self._pending.popleft().result()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
-class _FileIngest:
-    """Streams one source file through decode → rules → tokens → staging."""
-
-    def __init__(
-        self,
-        src: SourceFile,
-        order: int,
-        catalog: Catalog,
-        tokenizer: Tokenizer,
-        staging: Path,
-        encoding: str,
-        chunk_bytes: int,
-    ) -> None:
-        self.src = src
-        self.order = order
-        self.fd: FileDef = src.definition
-        self.catalog = catalog
-        self.tokenizer = tokenizer
-        self.staging = staging
-        self.encoding = encoding
-        self.chunk_bytes = chunk_bytes
-        self.rules = compile_rules(self.fd, catalog)
-        self.rule_details = {(r.name, r.column): r.description for r in self.rules}
-        self.distinct: dict[str, list[pl.Series]] = {}
-        self.outcome = FileOutcome(src.name, self.fd.name, src.year, src.sha256, encoding=encoding)
-        self.invariant_fail: dict[str, int] = {}
-
-    def _track_distinct(self, distinct: dict[str, pl.Series]) -> None:
-        for column, values in distinct.items():
-            parts = self.distinct.setdefault(column, [])
-            parts.append(values)
-            if len(parts) >= 8:
-                # Keep memory at one copy of each column's distinct values, not one per chunk.
-                self.distinct[column] = [pl.concat(parts).unique()]
-
-    def _write_accepted(self, accepted: pl.DataFrame, chunk_no: int) -> None:
-        fd = self.fd
-        frame = accepted.with_columns(
-            data_year(fd).alias("_year"),
-            pl.lit(self.src.name).alias("_source"),
-            pl.lit(self.order, pl.Int32).alias("_order"),
+def _validate(src: SourceFile, order: int, catalog: Catalog, staging: Path, outcome: FileOutcome) -> None:
+    """great-expectations over the file's distinct values (all spans), cross-checked against the
+    compiled rules; a disagreement fails the batch before anything is published."""
+    parts = sorted((staging / "distinct").glob(f"{order:03d}-*.parquet"))
+    distinct: dict[str, pl.Series] = {}
+    if parts:
+        table = pl.concat([pl.read_parquet(p) for p in parts]).unique()
+        for (column,), values in table.partition_by("column", as_dict=True).items():
+            distinct[column] = values.get_column("value").rename(column)
+    results = validate_distinct(src.definition, catalog, distinct)
+    problems = [p for r in results for p in r.disagreements]
+    outcome.validation = [
+        {"column": r.column, "distinct_values": r.distinct_values, "expectations": r.results} for r in results
+    ]
+    if problems:
+        raise ValidatorDisagreement(
+            f"{src.name}: great-expectations and the compiled rules disagree "
+            f"(nothing published): {'; '.join(problems[:5])}"
         )
-        frame = typed(frame, fd)
-        for inv in fd.invariants:
-            if inv.expr:
-                bad = frame.select((~pl.sql_expr(inv.expr)).fill_null(False).sum()).item()
-                if bad:
-                    self.invariant_fail[inv.name] = self.invariant_fail.get(inv.name, 0) + int(bad)
-        drop = [c.name for c in fd.drop_columns]
-        if drop:
-            frame = frame.drop(drop)
-        frame = frame.with_columns(
-            self.tokenizer.map_column(frame.get_column(c.name), c.identifier) for c in fd.identifier_columns
-        )
-        # A 64-bit hash of each row's primary key, kept beside the staging area (never in the
-        # vault): the duplicate check groups these instead of the full keys.
-        keys = frame.select("_source", "_order", LINE_COLUMN, pl.struct(fd.primary_key).hash(seed=0).alias("_pkh"))
-        self.writer.submit(
-            keys, self.staging / "keys" / f"file={fd.name}" / f"part-{self.order:03d}-{chunk_no:05d}.parquet"
-        )
-        for (year,), part in frame.partition_by("_year", as_dict=True, maintain_order=True).items():
-            out = (
-                self.staging
-                / "vault"
-                / f"file={fd.name}"
-                / f"year={year}"
-                / f"part-{self.order:03d}-{chunk_no:05d}.parquet"
-            )
-            self.writer.submit(part.drop("_year"), out)
-
-    def run(self, progress: Progress | None) -> None:
-        self.writer = _BackgroundWriter()
-        try:
-            self._run(progress)
-        finally:
-            self.writer.close()
-
-    def _run(self, progress: Progress | None) -> None:
-        fd = self.fd
-        columns = [c.name for c in fd.columns]
-        q_parts = []
-        for chunk_no, chunk in enumerate(
-            prefetch(
-                read_chunks(
-                    self.src.path,
-                    expected_columns=columns,
-                    encoding=self.encoding,
-                    chunk_bytes=self.chunk_bytes,
-                )
-            )
-        ):
-            self.outcome.rows_read += chunk.lines_read
-            if chunk.faults:
-                q_parts.append(quarantine.from_structural(chunk.faults, self.src.name, fd.name, self.encoding))
-            if chunk.frame.height:
-                distinct = distinct_values(chunk.frame, [c.name for c in fd.columns])
-                self._track_distinct(distinct)
-                accepted, rejected = evaluate(chunk.frame, self.rules, distinct)
-                if rejected.height:
-                    q_parts.append(
-                        quarantine.from_rejected(rejected, columns, self.src.name, fd.name, self.rule_details)
-                    )
-                if accepted.height:
-                    self._write_accepted(accepted, chunk_no)
-            if q_parts and sum(p.height for p in q_parts) > 200_000:
-                self._flush_quarantine(q_parts, chunk_no)
-                q_parts = []
-            _fault_point("after_first_chunk")
-            if progress:
-                progress(self.src.name, chunk.lines_read)
-        if q_parts:
-            self._flush_quarantine(q_parts, 99999)
-        for name, count in self.invariant_fail.items():
-            inv = next(i for i in fd.invariants if i.name == name)
-            self.outcome.warnings.append(
-                {
-                    "rule": f"invariant:{name}",
-                    "severity": inv.severity,
-                    "detail": inv.description.en,
-                    "rows": count,
-                    "sample_lines": [],
-                }
-            )
-
-    def _flush_quarantine(self, parts: list[pl.DataFrame], chunk_no: int) -> None:
-        out = self.staging / "quarantine" / f"{self.order:03d}-{chunk_no:05d}.parquet"
-        _write_private_parquet(pl.concat(parts), out)
-
-    def validate(self) -> None:
-        distinct = {c: pl.concat(parts).unique() for c, parts in self.distinct.items()}
-        results = validate_distinct(self.fd, self.catalog, distinct)
-        problems = [p for r in results for p in r.disagreements]
-        self.outcome.validation = [
-            {"column": r.column, "distinct_values": r.distinct_values, "expectations": r.results} for r in results
-        ]
-        if problems:
-            raise ValidatorDisagreement(
-                f"{self.src.name}: great-expectations and the compiled rules disagree "
-                f"(nothing published): {'; '.join(problems[:5])}"
-            )
-        self.distinct.clear()
 
 
 def _staged_paths(staging: Path, file_type: str) -> list[Path]:
@@ -342,7 +184,7 @@ def _apply_crossrow(
             name: quarantine.read_lines(by_name[name].path, encodings[name], lines) for name, lines in wanted.items()
         }
         qframe = quarantine.from_crossrow(result.rejected, t.name, raws, encodings)
-        _write_private_parquet(qframe, staging / "quarantine" / f"crossrow-{t.name}.parquet")
+        write_private_parquet(qframe, staging / "quarantine" / f"crossrow-{t.name}.parquet")
         # Rewrite this file type's staged rows without the rejected ones.
         paths = staged[t.name]
         con.register(
@@ -361,7 +203,7 @@ def _apply_crossrow(
                 "ON p._source = r._source AND p._line = r._line"
             ).pl()
             if kept.height:
-                _write_private_parquet(kept, path)
+                write_private_parquet(kept, path)
             else:
                 path.unlink()
         con.unregister("rejects")
@@ -392,10 +234,16 @@ def _count_staged(staging: Path, outcomes: dict[str, FileOutcome]) -> None:
         outcome.rows_quarantined = sum(outcome.quarantined_by_rule.values())
 
 
-def _new_escrow(tokenizer: Tokenizer, settings: Settings, staging: Path) -> pl.DataFrame:
-    fresh = tokenizer.escrow_frame()
+def _new_escrow(settings: Settings, staging: Path) -> tuple[pl.DataFrame, int]:
+    """The batch's escrow records not already in the vault's escrow, and how many distinct
+    identifiers the batch hashed (spans hash independently; duplicates collapse here)."""
+    parts = sorted((staging / "escrow-parts").glob("*.parquet"))
+    if not parts:
+        return pl.DataFrame(schema={"kind": pl.String, "token": TOKEN_DTYPE, "sealed": pl.Binary}), 0
+    fresh = pl.concat([pl.read_parquet(p) for p in parts]).unique(subset=["kind", "token"], keep="first")
+    hashed = fresh.height
     existing = sorted(vault.escrow_dir(settings).glob("batch=*/*.parquet"))
-    if existing and fresh.height:
+    if existing:
         con = connect_duckdb(staging)
         con.register("fresh", fresh.to_arrow())
         fresh = con.sql(
@@ -403,7 +251,63 @@ def _new_escrow(tokenizer: Tokenizer, settings: Settings, staging: Path) -> pl.D
             "ON f.kind = e.kind AND f.token = e.token"
         ).pl()
         con.close()
-    return fresh
+    shutil.rmtree(staging / "escrow-parts")
+    return fresh, hashed
+
+
+def _span_tasks(
+    to_process: list[SourceFile],
+    encoding: str | None,
+    policy: IngestPolicy,
+    workers: int,
+    staging: Path,
+    keys_dir: Path,
+) -> tuple[list[SpanTask], dict[str, str]]:
+    """Check every header, then cut each file into spans (large files into one per worker)."""
+    tasks: list[SpanTask] = []
+    encodings: dict[str, str] = {}
+    for order, src in enumerate(to_process):
+        enc = canonical_encoding(encoding) if encoding else detect_encoding(src.path, policy.encodings)
+        encodings[src.name] = enc
+        spans = split_spans(
+            src.path,
+            expected_columns=[c.name for c in src.definition.columns],
+            encoding=enc,
+            parts=workers,
+            min_bytes=policy.span_min_bytes,
+        )
+        tasks += [
+            SpanTask(src.path, src.definition.name, order, i, span, enc, policy.chunk_bytes, staging, keys_dir)
+            for i, span in enumerate(spans)
+        ]
+    return tasks, encodings
+
+
+def _workers(src_dir: Path, catalog: Catalog, policy: IngestPolicy, custom_catalog: bool) -> int:
+    """Worker processes for this batch: 1 (in-process) for small batches or a custom catalog."""
+    if custom_catalog or policy.workers <= 1 or not src_dir.is_dir():
+        return 1
+    size = sum(p.stat().st_size for p in src_dir.iterdir() if p.is_file() and catalog.match_source(p.name))
+    return policy.workers if size >= 2 * policy.span_min_bytes else 1
+
+
+def _add_span(outcome: FileOutcome, span: SpanResult, definition: FileDef) -> None:
+    outcome.rows_read += span.rows_read
+    for name, count in span.invariant_fail.items():
+        inv = next(i for i in definition.invariants if i.name == name)
+        existing = next((w for w in outcome.warnings if w["rule"] == f"invariant:{name}"), None)
+        if existing:
+            existing["rows"] += count
+            continue
+        outcome.warnings.append(
+            {
+                "rule": f"invariant:{name}",
+                "severity": inv.severity,
+                "detail": inv.description.en,
+                "rows": count,
+                "sample_lines": [],
+            }
+        )
 
 
 def ingest_directory(
@@ -428,12 +332,33 @@ def ingest_directory(
     """
     # great-expectations takes seconds to import; load it while the files are read and hashed.
     threading.Thread(target=warm_up, name="gx-import", daemon=True).start()
+    custom_catalog = catalog is not None
     catalog = catalog or load_catalog()
     policy = load_policy("ingest", IngestPolicy, settings)
     src_dir = Path(src_dir)
     with session_scope(settings) as session:
         who = require(session, actor, Role.CUSTODIAN)
         removed = vault.remove_uncommitted(settings, session)
+    workers = _workers(src_dir, catalog, policy, custom_catalog)
+    # Workers start (and import) while the files are hashed.
+    with span_runner(workers, progress, catalog) as run_spans:
+        return _ingest(
+            settings, src_dir, who.username, removed, batch_name, encoding, catalog, policy, workers, run_spans
+        )
+
+
+def _ingest(
+    settings: Settings,
+    src_dir: Path,
+    actor: str,
+    removed: list[str],
+    batch_name: str | None,
+    encoding: str | None,
+    catalog: Catalog,
+    policy: IngestPolicy,
+    workers: int,
+    run_spans: Callable[[list[SpanTask]], list[SpanResult]],
+) -> BatchResult:
     sources, ignored = discover(src_dir, catalog)
     if not sources:
         raise IngestError(
@@ -478,7 +403,7 @@ def ingest_directory(
         audit.record(
             session,
             settings,
-            actor=who.username,
+            actor=actor,
             role=Role.CUSTODIAN.value,
             action="ingest.start",
             obj=name,
@@ -492,21 +417,23 @@ def ingest_directory(
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True, mode=0o700)
-    keys = KeyStore.for_home(settings.keys_dir)
-    tokenizer = Tokenizer(keys.stage1_key(), keys.escrow_key())
     try:
-        jobs = []
-        for order, src in enumerate(to_process):
-            enc = canonical_encoding(encoding) if encoding else detect_encoding(src.path, policy.encodings)
-            job = _FileIngest(src, order, catalog, tokenizer, staging, enc, policy.chunk_bytes)
-            job.run(progress)
-            jobs.append(job)
-            outcomes[src.name] = job.outcome
+        tasks, encodings = _span_tasks(to_process, encoding, policy, workers, staging, settings.keys_dir)
+        for _order, src in enumerate(to_process):
+            outcomes[src.name] = FileOutcome(
+                src.name, src.definition.name, src.year, src.sha256, encoding=encodings[src.name]
+            )
+        for task, span_result in zip(tasks, run_spans(tasks), strict=True):
+            _add_span(outcomes[task.path.name], span_result, catalog.file(task.file_type))
         processing = {k: v for k, v in outcomes.items() if v.status == "ingested"}
         # great-expectations (Python-bound) runs while DuckDB (native threads) does the
         # cross-row rules; a disagreement still stops the batch before anything is published.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx") as pool:
-            validations = pool.submit(lambda: [job.validate() for job in jobs])
+            validations = pool.submit(
+                lambda: [
+                    _validate(src, order, catalog, staging, outcomes[src.name]) for order, src in enumerate(to_process)
+                ]
+            )
             with session_scope(settings) as session:
                 _apply_crossrow(staging, catalog, to_process, processing, settings, session)
             validations.result()
@@ -514,20 +441,21 @@ def ingest_directory(
         unreconciled = [o.source_file for o in processing.values() if not o.reconciled]
         if unreconciled:
             raise IngestError(f"counts do not reconcile for {unreconciled}; nothing published")
-        escrow = _new_escrow(tokenizer, settings, staging)
+        escrow, hashed = _new_escrow(settings, staging)
         if escrow.height:
-            _write_private_parquet(escrow, staging / "escrow" / "escrow.parquet")
+            write_private_parquet(escrow, staging / "escrow" / "escrow.parquet")
+        shutil.rmtree(staging / "distinct", ignore_errors=True)
         result = BatchResult(
             name,
             "committed",
             content,
             [outcomes[s.name] for s in sources],
             ignored,
-            tokens_hashed=tokenizer.hashed,
+            tokens_hashed=hashed,
         )
         report_dir = staging / "report"
         write_report(result, report_dir)
-        _fault_point("before_publish")
+        fault_point("before_publish")
         for area, root in (
             ("quarantine", settings.quarantine_dir),
             ("escrow", vault.escrow_dir(settings)),
@@ -536,7 +464,7 @@ def ingest_directory(
             if (staging / area).is_dir():
                 root.mkdir(parents=True, exist_ok=True, mode=0o700)
                 vault.publish(staging / area, root / f"batch={name}")
-        _fault_point("after_publish")
+        fault_point("after_publish")
         reports = settings.batches_dir / name
         if reports.exists():
             shutil.rmtree(reports)
@@ -550,8 +478,8 @@ def ingest_directory(
                 status="committed",
                 started_at=clock.now(),
                 finished_at=clock.now(),
-                actor=who.username,
-                summary=json.dumps({"files": len(sources), "ignored": ignored, "tokens_hashed": tokenizer.hashed}),
+                actor=actor,
+                summary=json.dumps({"files": len(sources), "ignored": ignored, "tokens_hashed": hashed}),
             )
             batch.files = [
                 IngestFile(
@@ -571,7 +499,7 @@ def ingest_directory(
             audit.record(
                 session,
                 settings,
-                actor=who.username,
+                actor=actor,
                 role=Role.CUSTODIAN.value,
                 action="ingest.batch",
                 obj=name,

@@ -183,7 +183,7 @@ def references(
             rejected += [(src, int(line), rule, "+".join(ref.columns), detail) for src, line in rows]
             continue
         count, sample = con.execute(
-            f"SELECT count(*), list(c._line ORDER BY c._line)[1:10] FROM {_scan(staged)} c "
+            f"SELECT count(*), min(c._line, 10) FROM {_scan(staged)} c "
             f"WHERE {present} {where} {unresolved}"
         ).fetchall()[0]
         if count:

@@ -2,15 +2,17 @@
 
 A source file is read in blocks of ``chunk_bytes`` cut at a line end. Each block is decoded
 with the file's encoding; a line that cannot be decoded is a ``bad_encoding`` fault (never a
-crash, never silently replaced). Field counts are checked for all lines at once with NumPy
-(the format has no quoting, so a separator count is exact); lines with too few or too many
-fields are ``truncated_row`` / ``extra_fields`` faults. The remaining lines are parsed by
+crash, never silently replaced). A block whose separator total is exactly right and which the
+strict parser accepts is clean (see :func:`_clean_block`); any other block has its field
+counts checked line by line with NumPy (the format has no quoting, so a separator count is
+exact), and lines with too few or too many fields are ``truncated_row`` / ``extra_fields``
+faults. The remaining lines are parsed by
 Polars into string columns, with their physical line numbers alongside.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 import queue
 import threading
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from pipelines.ingest.errors import IngestError
 LINE_COLUMN = "_line"
 _NL = 10
 _CR = 13
+_COMMA = 44
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def _line_structure(
     starts[0:1] = 0
     starts[1:] = ends[:-1] + 1
     # Separators per line: find every comma once, then count those before each line end.
-    commas = np.flatnonzero(arr == ord(","))
+    commas = np.flatnonzero(arr == _COMMA)
     counts = np.diff(np.searchsorted(commas, ends), prepend=0)
     lengths = ends - starts
     has_cr = np.zeros(len(ends), dtype=bool)
@@ -158,22 +161,88 @@ def _line_structure(
     return numbers[ok], ok, faults, arr[keep].tobytes()
 
 
+@dataclass(frozen=True)
+class Span:
+    """A run of whole lines of a source file: bytes ``[start, end)``, its first line being
+    physical line ``first_line`` (the header is line 1)."""
+
+    start: int
+    end: int
+    first_line: int
+
+
+def _count_lines(handle, start: int, end: int, block: int = 16 << 20) -> int:
+    handle.seek(start)
+    count = 0
+    while start < end:
+        data = handle.read(min(block, end - start))
+        if not data:
+            break
+        count += int(np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _NL))
+        start += len(data)
+    return count
+
+
+def split_spans(path: Path, *, expected_columns: list[str], encoding: str, parts: int, min_bytes: int) -> list[Span]:
+    """Check the header, then cut the rest of the file at line ends into at most ``parts``
+    spans of at least ``min_bytes`` each, with the physical line number each span starts at.
+
+    Raises
+    ------
+    IngestError
+        The file is empty or its header does not match the catalog.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        header, first = _read_header(handle, path, encoding)
+        check_header(path, header, expected_columns)
+        body = len(first)
+        count = max(1, min(parts, (size - body) // max(min_bytes, 1)))
+        cuts = [body]
+        for k in range(1, count):
+            handle.seek(body + (size - body) * k // count)
+            handle.readline()  # move to the start of the next whole line
+            cut = handle.tell()
+            if cuts[-1] < cut < size:
+                cuts.append(cut)
+        cuts.append(size)
+        spans = []
+        line = 2
+        for start, end in itertools.pairwise(cuts):
+            spans.append(Span(start, end, line))
+            if end < size:
+                line += _count_lines(handle, start, end)
+    return spans
+
+
 def read_chunks(
     path: Path,
     *,
     expected_columns: list[str],
     encoding: str,
     chunk_bytes: int,
+    span: Span | None = None,
 ) -> Iterator[Chunk]:
-    """Yield :class:`Chunk` objects covering every line of ``path`` after the header."""
+    """Yield :class:`Chunk` objects covering every line of ``path`` after the header, or, with
+    ``span``, every line of that span (its header was checked by :func:`split_spans`)."""
     n_fields = len(expected_columns)
     with open(path, "rb") as handle:
-        header, _ = _read_header(handle, path, encoding)
-        check_header(path, header, expected_columns)
-        next_line = 2
+        if span is None:
+            header, _ = _read_header(handle, path, encoding)
+            check_header(path, header, expected_columns)
+            next_line = 2
+            remaining = -1
+        else:
+            handle.seek(span.start)
+            next_line = span.first_line
+            remaining = span.end - span.start
         carry = b""
         while True:
-            block = handle.read(chunk_bytes)
+            if remaining < 0:
+                block = handle.read(chunk_bytes)
+            else:
+                block = handle.read(min(chunk_bytes, remaining)) if remaining else b""
+                remaining -= len(block)
             eof = not block
             data = carry + block
             if not data:
@@ -189,39 +258,70 @@ def read_chunks(
                     carry = data
                     continue
             body, carry = data[:cut], data[cut:]
-            n_lines = body.count(b"\n")
+            n_lines = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _NL))
             utf8, faults = _decode_block(body, encoding, next_line)
             removed = np.array(sorted(f.line for f in faults), dtype=np.int64)
-            if utf8:
-                numbers, _ok, more, good = _line_structure(utf8, n_fields, next_line, removed)
-                faults.extend(more)
-            else:
-                numbers, good = np.empty(0, dtype=np.int64), b""
-            frame = _parse(good, expected_columns, numbers)
+            frame = _clean_block(utf8, expected_columns, next_line) if not faults else None
+            if frame is None:
+                if utf8:
+                    numbers, _ok, more, good = _line_structure(utf8, n_fields, next_line, removed)
+                    faults.extend(more)
+                else:
+                    numbers, good = np.empty(0, dtype=np.int64), b""
+                frame = _parse(good, expected_columns, numbers)
             yield Chunk(frame=frame, faults=faults, lines_read=n_lines)
             next_line += n_lines
             if eof:
                 return
 
 
+def _clean_block(data: bytes, columns: list[str], first_line: int) -> pl.DataFrame | None:
+    """Parse a block that is structurally clean, or return None when it may not be.
+
+    The exact per-line check (:func:`_line_structure`) costs as much as parsing, and nearly
+    every block of a real file is clean, so this cheap test goes first: when the block's
+    separators number exactly ``lines × (fields - 1)`` and the strict parser (which refuses any
+    line with too many fields) succeeds, no line can have too few fields either, and blank
+    lines (no separators) cannot occur. Anything else returns None and the caller takes the
+    exact path, which names every faulty line.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    n_lines = int(np.count_nonzero(arr == _NL))
+    if not n_lines or int(np.count_nonzero(arr == _COMMA)) != n_lines * (len(columns) - 1):
+        return None
+    try:
+        frame = _read_csv(data, columns)
+    except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, pl.exceptions.ShapeError):
+        return None
+    if frame.height != n_lines:
+        return None
+    numbers = np.arange(first_line, first_line + n_lines, dtype=np.int64)
+    return frame.with_columns(pl.Series(LINE_COLUMN, numbers, dtype=pl.Int64))
+
+
+def _read_csv(data: bytes, columns: list[str]) -> pl.DataFrame:
+    frame = pl.read_csv(
+        data,
+        has_header=False,
+        new_columns=columns,
+        infer_schema=False,
+        quote_char=None,
+        separator=",",
+        empty_string_is_null=True,
+        truncate_ragged_lines=False,
+    )
+    # Trailing carriage returns (CRLF files) belong to the line end, not the last field.
+    last = columns[-1]
+    return frame.with_columns(
+        pl.col(last).str.strip_suffix("\r").replace("", None).alias(last),
+    )
+
+
 def _parse(data: bytes, columns: list[str], numbers: np.ndarray) -> pl.DataFrame:
     if not data:
         frame = pl.DataFrame({c: pl.Series(c, [], dtype=pl.String) for c in columns})
     else:
-        frame = pl.read_csv(
-            io.BytesIO(data),
-            has_header=False,
-            new_columns=columns,
-            infer_schema=False,
-            quote_char=None,
-            separator=",",
-            empty_string_is_null=True,
-            truncate_ragged_lines=False,
-        )
-        # Trailing carriage returns (CRLF files) belong to the line end, not the last field.
-        last = columns[-1]
-        frame = frame.with_columns(pl.col(last).str.strip_suffix("\r"))
-        frame = frame.with_columns(pl.when(pl.col(last) == "").then(None).otherwise(pl.col(last)).alias(last))
+        frame = _read_csv(data, columns)
     if frame.height != len(numbers):
         raise IngestError(f"internal: parsed {frame.height} rows but counted {len(numbers)} lines")
     return frame.with_columns(pl.Series(LINE_COLUMN, numbers, dtype=pl.Int64))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,11 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 def _gx():
     # great-expectations is slow to import and chatty; load it lazily and quietly.
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    # great-expectations imports altair → jsonschema, which builds an IRI grammar (about a
+    # second of CPU) when the optional rfc3987_syntax package is present; no expectation here
+    # checks IRIs, so jsonschema is told the package is absent (a None entry means "not
+    # installed" to the import system). Only this process's jsonschema is affected.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     import great_expectations as gx
 
     return gx

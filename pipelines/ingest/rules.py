@@ -152,14 +152,11 @@ def _row_flags(rules: Sequence[Rule], distinct: dict[str, pl.Series]) -> list[pl
     rows through a hash lookup; a rule no value fails costs nothing further.
     """
     flags: list[pl.Expr | None] = []
-    judged: dict[str, pl.DataFrame] = {}
-    for i, rule in enumerate(rules):
-        values = distinct[rule.column]
-        table = judged.get(rule.column)
-        if table is None:
-            table = pl.DataFrame({rule.column: values})
-            judged[rule.column] = table
-        bad = table.filter(rule.fail.fill_null(False)).get_column(rule.column)
+    tables = {c: pl.DataFrame({c: distinct[c]}).lazy() for c in {r.column for r in rules}}
+    # One engine call for all rules (each on its column's distinct values), not one per rule.
+    verdicts = pl.collect_all([tables[r.column].filter(r.fail.fill_null(False)) for r in rules])
+    for i, (rule, failing) in enumerate(zip(rules, verdicts, strict=True)):
+        bad = failing.get_column(rule.column)
         if bad.len() == 0:
             flags.append(None)
             continue

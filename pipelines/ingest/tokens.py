@@ -65,24 +65,26 @@ class Tokenizer:
     def map_column(self, series: pl.Series, kind: str) -> pl.Series:
         """Return the tokens for a column of identifiers (nulls stay null).
 
-        Rows look their value up in the batch's cache with one join; only values never seen
-        in this batch are hashed (and sealed for the escrow), then joined in.
+        The column's distinct values are looked up in the batch's cache (the join's hash table
+        is built on those few values, not on the cache); only values never seen in this batch
+        are hashed (and sealed for the escrow). Rows then get their token from that small
+        mapping with one join.
         """
         cache = self._cache.get(kind)
         if cache is None or cache.height > self.max_cache:
             cache = pl.DataFrame(schema={"value": pl.String, "token": TOKEN_DTYPE})
-        rows = series.rename("value").to_frame()
-        tokens = rows.join(cache, on="value", how="left", maintain_order="left").get_column("token")
-        unknown = tokens.is_null() & series.is_not_null()
-        if unknown.any():
-            fresh = self._hash_new(kind, series.filter(unknown).unique().to_list())
+        values = series.drop_nulls().unique().rename("value").to_frame()
+        mapping = cache.join(values, on="value", how="inner")
+        if mapping.height < values.height:
+            unseen = values.join(mapping, on="value", how="anti").get_column("value")
+            fresh = self._hash_new(kind, unseen.to_list())
             cache = pl.concat([cache, fresh], how="vertical", rechunk=False)
             if cache.n_chunks() > 16:
                 cache = cache.rechunk()
-            filled = rows.join(fresh, on="value", how="left", maintain_order="left").get_column("token")
-            tokens = tokens.fill_null(filled)
+            mapping = pl.concat([mapping, fresh], how="vertical")
         self._cache[kind] = cache
-        return tokens.alias(series.name)
+        rows = series.rename("value").to_frame()
+        return rows.join(mapping, on="value", how="left", maintain_order="left").get_column("token").alias(series.name)
 
     def escrow_frame(self) -> pl.DataFrame:
         """Everything sealed in this batch, one row per distinct (kind, token)."""

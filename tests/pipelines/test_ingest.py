@@ -6,17 +6,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
 from catalog import load_catalog
-from enclave.config import Settings
+from enclave.config import Settings, load_settings, packaged_policies_dir
+from enclave.home import init_home
 from enclave.keys import KeyStore
 from enclave.state.db import session_scope
 from pipelines import vault
@@ -209,6 +213,13 @@ def test_a_file_that_cannot_be_parsed_fails_the_batch(settings: Settings, faulty
         ingest_directory(settings, tmp_path, actor="alice")
 
 
+def _environ(proc: psutil.Process) -> dict[str, str]:
+    try:
+        return proc.environ()
+    except psutil.Error:
+        return {}
+
+
 def _run_cli(settings: Settings, source: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {**os.environ, "ENCLAVE_HOME": str(settings.home), "ENCLAVE_USER": "alice", **env}
     return subprocess.run(
@@ -220,19 +231,96 @@ def _run_cli(settings: Settings, source: Path, **env: str) -> subprocess.Complet
     )
 
 
-@pytest.mark.parametrize("point", ["after_first_chunk", "after_publish"])
-def test_killed_ingest_leaves_the_vault_unchanged_and_reruns(
-    settings: Settings, faulty_source: Path, point: str
+def _worker_policies(tmp_path: Path) -> Path:
+    """The shipped policies, except that ingest splits even these small files into spans
+    and runs them in worker processes."""
+    folder = tmp_path / "policies-workers"
+    shutil.copytree(packaged_policies_dir(), folder)
+    text = (folder / "ingest.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^span_min_bytes:.*$", "span_min_bytes: 20000", text)
+    text = re.sub(r"(?m)^workers:.*$", "workers: 2", text)
+    (folder / "ingest.yaml").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_worker_processes_give_the_same_result(
+    settings: Settings, faulty_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    killed = _run_cli(settings, faulty_source, ENCLAVE_FAULT_POINT=point)
+    from pipelines.ingest import workers
+
+    spawned: list[int] = []
+    real_runner = workers.span_runner
+
+    def counting_runner(n: int, *args, **kwargs):
+        spawned.append(n)
+        return real_runner(n, *args, **kwargs)
+
+    monkeypatch.setattr("pipelines.ingest.batch.span_runner", counting_runner)
+    inline = ingest_directory(settings, faulty_source, actor="alice")
+    parallel_settings = load_settings(tmp_path / "home-workers")
+    parallel_settings = replace(parallel_settings, policies_dir=_worker_policies(tmp_path))
+    init_home(
+        parallel_settings,
+        admin_username="alice",
+        admin_full_name="Alice Lin",
+        admin_unit="NHIA",
+        admin_password="correct-horse-battery-staple",
+    )
+    parallel = ingest_directory(parallel_settings, faulty_source, actor="alice")
+    assert spawned == [1, 2], "the first batch must run in-process, the second in worker processes"
+    assert parallel.reconciled and parallel.status == "committed"
+    summary = [(f.source_file, f.rows_read, f.rows_accepted, f.quarantined_by_rule, f.warnings) for f in inline.files]
+    assert [
+        (f.source_file, f.rows_read, f.rows_accepted, f.quarantined_by_rule, f.warnings) for f in parallel.files
+    ] == (summary)
+    assert parallel.tokens_hashed == inline.tokens_hashed
+    _score(parallel_settings, faulty_source)
+    cols = ["source_file", "line", "rule", "column", "value", "raw"]
+    assert (
+        _quarantine(parallel_settings)
+        .select(cols)
+        .sort("source_file", "line")
+        .equals(_quarantine(settings).select(cols).sort("source_file", "line"))
+    )
+    # Same rows in the vault; tokens differ only because each home has its own stage-1 key.
+    catalog = load_catalog()
+    for fd in catalog.files:
+        with session_scope(settings) as s1, session_scope(parallel_settings) as s2:
+            a, b = vault.file_paths(settings, s1, fd.name), vault.file_paths(parallel_settings, s2, fd.name)
+        if not a:
+            assert not b
+            continue
+        ids = [c.name for c in fd.identifier_columns]
+        frames = [pl.read_parquet(p, hive_partitioning=False).drop(ids).sort("_source", "_line") for p in (a, b)]
+        assert frames[0].equals(frames[1]), fd.name
+    # No span leaves anything behind in staging.
+    assert not list(parallel_settings.tmp_dir.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("point", "in_workers"),
+    [("after_first_chunk", False), ("after_publish", False), ("after_first_chunk", True)],
+)
+def test_killed_ingest_leaves_the_vault_unchanged_and_reruns(
+    settings: Settings, faulty_source: Path, tmp_path: Path, point: str, in_workers: bool
+) -> None:
+    env = {"ENCLAVE_POLICIES_DIR": str(_worker_policies(tmp_path))} if in_workers else {}
+    killed = _run_cli(settings, faulty_source, ENCLAVE_FAULT_POINT=point, **env)
     assert killed.returncode == -9, killed.stderr
+    if in_workers:
+        # The kernel kills the other workers with their parent (PR_SET_PDEATHSIG): none may
+        # go on writing into the staging area the re-run is about to use.
+        home = str(settings.home)
+        left = [p for p in psutil.process_iter() if _environ(p).get("ENCLAVE_HOME") == home]
+        _gone, alive = psutil.wait_procs(left, timeout=15)
+        assert not alive, f"worker processes survived their parent: {alive}"
     with session_scope(settings) as session:
         assert vault.committed_batches(session) == []
         # Nothing a reader would take: file_paths only lists committed batches.
         assert vault.file_paths(settings, session, "H_NHI_OPDTE") == []
     if point == "after_first_chunk":
         assert not list(settings.vault_dir.glob("batch=*"))
-    rerun = _run_cli(settings, faulty_source)
+    rerun = _run_cli(settings, faulty_source, **env)
     assert rerun.returncode == 0, rerun.stderr
     data = json.loads(rerun.stdout)
     assert data["status"] == "committed" and data["reconciled"]
