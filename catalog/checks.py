@@ -33,18 +33,33 @@ LETTER_VALUES: dict[str, int] = {
 }  # fmt: skip
 # Second character's checksum digit: national ID (1/2), new UI number (8/9) use the digit;
 # an old ARC (A-D) uses the units digit of the letter's value.
-_SECOND_VALUES: dict[str, int] = {"1": 1, "2": 2, "8": 8, "9": 9} | {
-    c: LETTER_VALUES[c] % 10 for c in "ABCD"
-}
+_SECOND_VALUES: dict[str, int] = {"1": 1, "2": 2, "8": 8, "9": 9} | {c: LETTER_VALUES[c] % 10 for c in "ABCD"}
 TW_ID_PATTERN = r"^[A-Z]([1289]|[A-D])\d{8}$"
 _TW_ID_RE = re.compile(TW_ID_PATTERN)
 _TAIL_WEIGHTS = (7, 6, 5, 4, 3, 2, 1)  # characters 3..9; the check digit (10th) weighs 1
+_DIGITS = {str(i): i for i in range(10)}
 
 
 def _tw_partial_sum(prefix9: str) -> int:
+    """Weighted sum of the first nine characters (the caller has checked the structure).
+
+    Unrolled: great-expectations applies the scalar check to every distinct ID of a batch
+    (hundreds of thousands), where this is four times faster than a generator over weights.
+    """
     first = LETTER_VALUES[prefix9[0]]
-    total = first // 10 + (first % 10) * 9 + _SECOND_VALUES[prefix9[1]] * 8
-    return total + sum(int(d) * w for d, w in zip(prefix9[2:9], _TAIL_WEIGHTS, strict=True))
+    d = _DIGITS
+    return (
+        first // 10
+        + (first % 10) * 9
+        + _SECOND_VALUES[prefix9[1]] * 8
+        + 7 * d[prefix9[2]]
+        + 6 * d[prefix9[3]]
+        + 5 * d[prefix9[4]]
+        + 4 * d[prefix9[5]]
+        + 3 * d[prefix9[6]]
+        + 2 * d[prefix9[7]]
+        + d[prefix9[8]]
+    )
 
 
 def tw_id_check_digit(prefix9: str) -> str:
@@ -80,18 +95,12 @@ def _digit(s: pl.Expr, i: int) -> pl.Expr:
 def tw_id_valid_expr(expr: pl.Expr) -> pl.Expr:
     """Vectorised :func:`tw_id_is_valid` for a string column (null stays null)."""
     first = expr.str.slice(0, 1).replace_strict(LETTER_VALUES, default=None, return_dtype=pl.Int32)
-    second = expr.str.slice(1, 1).replace_strict(
-        _SECOND_VALUES, default=None, return_dtype=pl.Int32
-    )
+    second = expr.str.slice(1, 1).replace_strict(_SECOND_VALUES, default=None, return_dtype=pl.Int32)
     total = (first // 10) + (first % 10) * 9 + second * 8 + _digit(expr, 9)
     for pos, weight in enumerate(_TAIL_WEIGHTS, start=2):
         total = total + _digit(expr, pos) * weight
     structure = expr.str.contains(TW_ID_PATTERN)
-    return (
-        pl.when(expr.is_null())
-        .then(None)
-        .otherwise(structure & ((total % 10) == 0).fill_null(False))
-    )
+    return pl.when(expr.is_null()).then(None).otherwise(structure & ((total % 10) == 0).fill_null(False))
 
 
 # --- ICD-10-CM / ICD-10-PCS -----------------------------------------------------------------
@@ -166,11 +175,7 @@ def hos_ownership_codes() -> frozenset[str]:
 
 def institution_code_is_valid(code: str | None) -> bool:
     """True if ``code`` is 10 digits whose first two are a known ownership (HOS) code."""
-    return (
-        isinstance(code, str)
-        and bool(_INSTITUTION_RE.match(code))
-        and code[:2] in hos_ownership_codes()
-    )
+    return isinstance(code, str) and bool(_INSTITUTION_RE.match(code)) and code[:2] in hos_ownership_codes()
 
 
 def institution_code_valid_expr(expr: pl.Expr) -> pl.Expr:

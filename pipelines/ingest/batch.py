@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import secrets
 import shutil
 import threading
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import psutil
 from pydantic import Field
 from sqlalchemy import select
 
@@ -39,10 +42,10 @@ from pipelines.ingest.decode import split_spans
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
 from pipelines.ingest.expectations import validate_distinct, warm_up
 from pipelines.ingest.report import write_report
-from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover
+from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover, with_checksums
 from pipelines.ingest.stage import SpanResult, fault_point, write_private_parquet
 from pipelines.ingest.tokens import TOKEN_DTYPE
-from pipelines.ingest.workers import SpanTask, span_runner
+from pipelines.ingest.workers import Pending, SpanRunner, SpanTask, span_runner
 
 Progress = Callable[[str, int], None]
 
@@ -255,6 +258,19 @@ def _new_escrow(settings: Settings, staging: Path) -> tuple[pl.DataFrame, int]:
     return fresh, hashed
 
 
+def _new_staging(settings: Settings) -> Path:
+    """A fresh custodian-only staging folder for this process; folders left by ingests whose
+    process is gone (killed midway) are removed first."""
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    for old in settings.tmp_dir.glob("ingest-*"):
+        owner = old.name.split("-")[1]
+        if not (owner.isdigit() and psutil.pid_exists(int(owner))):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = settings.tmp_dir / f"ingest-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir(mode=0o700)
+    return staging
+
+
 def _span_tasks(
     to_process: list[SourceFile],
     encoding: str | None,
@@ -341,10 +357,8 @@ def ingest_directory(
         removed = vault.remove_uncommitted(settings, session)
     workers = _workers(src_dir, catalog, policy, custom_catalog)
     # Workers start (and import) while the files are hashed.
-    with span_runner(workers, progress, catalog) as run_spans:
-        return _ingest(
-            settings, src_dir, who.username, removed, batch_name, encoding, catalog, policy, workers, run_spans
-        )
+    with span_runner(workers, progress, catalog) as runner:
+        return _ingest(settings, src_dir, who.username, removed, batch_name, encoding, catalog, policy, workers, runner)
 
 
 def _ingest(
@@ -357,73 +371,83 @@ def _ingest(
     catalog: Catalog,
     policy: IngestPolicy,
     workers: int,
-    run_spans: Callable[[list[SpanTask]], list[SpanResult]],
+    runner: SpanRunner,
 ) -> BatchResult:
     sources, ignored = discover(src_dir, catalog)
     if not sources:
         raise IngestError(
             f"{src_dir}: no source file recognised by the catalog (expected names such as H_NHI_OPDTE_2023.csv)"
         )
-    content = _content_checksum(sources)
-    name = batch_name or f"b{content[:12]}"
-    outcomes: dict[str, FileOutcome] = {}
-    to_process: list[SourceFile] = []
-    with session_scope(settings) as session:
-        existing = session.execute(select(IngestBatch).where(IngestBatch.name == name)).scalar_one_or_none()
-        if existing is not None and existing.status == "committed":
-            if existing.content_sha256 == content:
-                files = [
-                    FileOutcome(
-                        f.file_name,
-                        f.file_type,
-                        f.data_year,
-                        f.sha256,
-                        f.encoding,
-                        "already_ingested",
-                        f.rows_read,
-                        f.rows_accepted,
-                        f.rows_quarantined,
-                    )
-                    for f in existing.files
-                ]
-                return BatchResult(name, "already_ingested", content, files, ignored)
-            raise IngestError(f"batch name {name!r} was used for different files; choose another --batch")
-        for src in sources:
-            earlier = _already_ingested(session, src.sha256)
-            if earlier:
-                outcomes[src.name] = FileOutcome(
-                    src.name,
-                    src.definition.name,
-                    src.year,
-                    src.sha256,
-                    status=f"already_ingested:{earlier}",
-                )
-            else:
-                to_process.append(src)
-        audit.record(
-            session,
-            settings,
-            actor=actor,
-            role=Role.CUSTODIAN.value,
-            action="ingest.start",
-            obj=name,
-            details={
-                "source_dir": str(src_dir),
-                "files": [s.name for s in sources],
-                "cleaned_up": removed,
-            },
-        )
-    staging = settings.tmp_dir / f"ingest-{name}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True, mode=0o700)
+    staging = _new_staging(settings)
+    pending: Pending | None = None
     try:
-        tasks, encodings = _span_tasks(to_process, encoding, policy, workers, staging, settings.keys_dir)
-        for _order, src in enumerate(to_process):
+        # Spans start at once (in worker processes) while the files are hashed here; if the
+        # checksums show that a file was ingested before, the spans are stopped and only
+        # the new files are processed.
+        tasks, encodings = _span_tasks(sources, encoding, policy, workers, staging, settings.keys_dir)
+        pending = runner.start(tasks)
+        sources = with_checksums(sources)
+        content = _content_checksum(sources)
+        name = batch_name or f"b{content[:12]}"
+        outcomes: dict[str, FileOutcome] = {}
+        to_process: list[SourceFile] = []
+        with session_scope(settings) as session:
+            existing = session.execute(select(IngestBatch).where(IngestBatch.name == name)).scalar_one_or_none()
+            if existing is not None and existing.status == "committed":
+                pending.abort()
+                if existing.content_sha256 == content:
+                    files = [
+                        FileOutcome(
+                            f.file_name,
+                            f.file_type,
+                            f.data_year,
+                            f.sha256,
+                            f.encoding,
+                            "already_ingested",
+                            f.rows_read,
+                            f.rows_accepted,
+                            f.rows_quarantined,
+                        )
+                        for f in existing.files
+                    ]
+                    return BatchResult(name, "already_ingested", content, files, ignored)
+                raise IngestError(f"batch name {name!r} was used for different files; choose another --batch")
+            for src in sources:
+                earlier = _already_ingested(session, src.sha256)
+                if earlier:
+                    outcomes[src.name] = FileOutcome(
+                        src.name,
+                        src.definition.name,
+                        src.year,
+                        src.sha256,
+                        status=f"already_ingested:{earlier}",
+                    )
+                else:
+                    to_process.append(src)
+            audit.record(
+                session,
+                settings,
+                actor=actor,
+                role=Role.CUSTODIAN.value,
+                action="ingest.start",
+                obj=name,
+                details={
+                    "source_dir": str(src_dir),
+                    "files": [s.name for s in sources],
+                    "cleaned_up": removed,
+                },
+            )
+        if len(to_process) < len(sources):
+            pending.abort()
+            shutil.rmtree(staging)
+            staging.mkdir(mode=0o700)
+            tasks, encodings = _span_tasks(to_process, encoding, policy, workers, staging, settings.keys_dir)
+            pending = runner.start(tasks)
+        for src in to_process:
             outcomes[src.name] = FileOutcome(
                 src.name, src.definition.name, src.year, src.sha256, encoding=encodings[src.name]
             )
-        for task, span_result in zip(tasks, run_spans(tasks), strict=True):
+        for task, span_result in zip(tasks, pending.results(), strict=True):
             _add_span(outcomes[task.path.name], span_result, catalog.file(task.file_type))
         processing = {k: v for k, v in outcomes.items() if v.status == "ingested"}
         # great-expectations (Python-bound) runs while DuckDB (native threads) does the
@@ -519,5 +543,7 @@ def _ingest(
             )
         return result
     finally:
+        if pending is not None:
+            pending.abort()  # spans still writing (the batch failed elsewhere) stop first
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -183,8 +183,7 @@ def references(
             rejected += [(src, int(line), rule, "+".join(ref.columns), detail) for src, line in rows]
             continue
         count, sample = con.execute(
-            f"SELECT count(*), min(c._line, 10) FROM {_scan(staged)} c "
-            f"WHERE {present} {where} {unresolved}"
+            f"SELECT count(*), min(c._line, 10) FROM {_scan(staged)} c WHERE {present} {where} {unresolved}"
         ).fetchall()[0]
         if count:
             warnings.append(

@@ -19,3 +19,7 @@ class TokenCollisionError(EnclaveError):
     """Two different identifiers produced the same stage-1 token (fail closed)."""
 
     exit_code = 5
+
+
+class SpanAborted(IngestError):
+    """A span was stopped because the batch no longer needs it (e.g. already ingested)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from catalog import Catalog
@@ -26,6 +26,7 @@ class SourceFile:
     definition: FileDef
     year: int
     sha256: str
+    """Content checksum; empty until :func:`with_checksums` (hashing reads the whole file)."""
     size: int
 
     @property
@@ -34,7 +35,10 @@ class SourceFile:
 
 
 def discover(src_dir: Path, catalog: Catalog) -> tuple[list[SourceFile], list[str]]:
-    """Return recognised files (in catalog order: parents before children) and ignored names."""
+    """Return recognised files (in catalog order: parents before children) and ignored names.
+
+    Checksums are left for :func:`with_checksums`, so processing can start while they are
+    computed."""
     if not src_dir.is_dir():
         raise IngestError(f"{src_dir}: not a folder")
     found: list[SourceFile] = []
@@ -45,10 +49,15 @@ def discover(src_dir: Path, catalog: Catalog) -> tuple[list[SourceFile], list[st
             ignored.append(path.name)
             continue
         definition, year = match
-        found.append(SourceFile(path, definition, year, sha256_file(path), path.stat().st_size))
+        found.append(SourceFile(path, definition, year, "", path.stat().st_size))
     order = {f.name: i for i, f in enumerate(catalog.files)}
     found.sort(key=lambda s: (order[s.definition.name], s.year, s.name))
     return found, ignored
+
+
+def with_checksums(sources: list[SourceFile]) -> list[SourceFile]:
+    """The same files with their SHA-256 content checksums."""
+    return [replace(src, sha256=sha256_file(src.path)) for src in sources]
 
 
 def canonical_encoding(name: str) -> str:

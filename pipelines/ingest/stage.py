@@ -27,13 +27,16 @@ from catalog import Catalog
 from catalog.model import FileDef
 from pipelines.ingest import quarantine
 from pipelines.ingest.decode import LINE_COLUMN, Span, prefetch, read_chunks
+from pipelines.ingest.errors import SpanAborted
 from pipelines.ingest.rules import compile_rules, data_year, distinct_values, evaluate, typed
 from pipelines.ingest.tokens import Tokenizer
 
 Progress = Callable[[str, int], None]
 
-# Set in worker processes: a crash test's fault point then takes the whole ingest down.
+# Set in worker processes: a crash test's fault point then takes the whole ingest down, and
+# the orchestrator can stop a span it no longer needs (an event shared between processes).
 PARENT_PID: int | None = None
+ABORT = None
 
 
 def fault_point(name: str) -> None:
@@ -217,6 +220,8 @@ class SpanIngest:
                 self._flush_quarantine(q_parts, chunk_no)
                 q_parts = []
             fault_point("after_first_chunk")
+            if ABORT is not None and ABORT.is_set():
+                raise SpanAborted(f"{self.path.name}: span stopped by the orchestrator")
             if progress:
                 progress(self.path.name, chunk.lines_read)
         if q_parts:

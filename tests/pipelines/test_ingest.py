@@ -295,6 +295,35 @@ def test_worker_processes_give_the_same_result(
         assert frames[0].equals(frames[1]), fd.name
     # No span leaves anything behind in staging.
     assert not list(parallel_settings.tmp_dir.iterdir())
+    # The re-run's spans start before the checksums are known and are stopped when they show
+    # the batch was ingested already.
+    again = ingest_directory(parallel_settings, faulty_source, actor="alice")
+    assert again.status == "already_ingested" and again.batch == parallel.batch
+    assert not list(parallel_settings.tmp_dir.iterdir())
+
+
+def test_files_ingested_before_are_skipped_by_worker_batches(
+    settings: Settings, faulty_source: Path, tmp_path: Path
+) -> None:
+    settings = replace(settings, policies_dir=_worker_policies(tmp_path))
+    first_dir, both_dir = tmp_path / "first", tmp_path / "both"
+    first_dir.mkdir()
+    both_dir.mkdir()
+    for path in faulty_source.glob("H_NHI_*.csv"):
+        shutil.copy(path, both_dir / path.name)
+        if "OPDTE" in path.name or "ENROL" in path.name:
+            shutil.copy(path, first_dir / path.name)
+    first = ingest_directory(settings, first_dir, actor="alice")
+    both = ingest_directory(settings, both_dir, actor="alice")
+    assert both.status == "committed" and both.reconciled
+    status = {f.source_file: f.status for f in both.files}
+    for f in first.files:
+        assert status[f.source_file] == f"already_ingested:{first.batch}"
+    assert {n for n, st in status.items() if st == "ingested"} == {
+        p.name for p in both_dir.glob("*.csv") if p.name not in {f.source_file for f in first.files}
+    }
+    _score(settings, faulty_source)
+    assert not list(settings.tmp_dir.iterdir())
 
 
 @pytest.mark.parametrize(
