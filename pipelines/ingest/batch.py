@@ -449,6 +449,7 @@ def _ingest(
             )
         for task, span_result in zip(tasks, pending.results(), strict=True):
             _add_span(outcomes[task.path.name], span_result, catalog.file(task.file_type))
+        runner.close()
         processing = {k: v for k, v in outcomes.items() if v.status == "ingested"}
         # great-expectations (Python-bound) runs while DuckDB (native threads) does the
         # cross-row rules; a disagreement still stops the batch before anything is published.

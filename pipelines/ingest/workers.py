@@ -152,6 +152,13 @@ class SpanRunner:
         self._catalog = catalog
         self._abort_event = abort_event
 
+    def close(self) -> None:
+        """Stop the worker processes (idempotent): their memory is freed before the batch's
+        cross-row checks and validation begin."""
+        if self._pool is not None:
+            self._abort_event.set()  # spans of a batch that failed elsewhere stop at their next chunk
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
     def start(self, tasks: list[SpanTask]) -> Pending:
         """Start the tasks (in this process they run only when their results are asked for)."""
         if self._pool is None:
@@ -194,12 +201,12 @@ def span_runner(workers: int, progress: Progress | None, catalog: Catalog | None
 
     reader = threading.Thread(target=drain, name="ingest-progress", daemon=True)
     reader.start()
+    runner = SpanRunner(pool, progress, None, abort_event)
     try:
         for w in warm:
             w.result()
-        yield SpanRunner(pool, progress, None, abort_event)
+        yield runner
     finally:
-        abort_event.set()  # a batch that failed elsewhere stops its spans at the next chunk
-        pool.shutdown(wait=True, cancel_futures=True)
+        runner.close()
         queue.put(None)
         reader.join()
