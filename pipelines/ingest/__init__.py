@@ -10,7 +10,21 @@ DuckDB), ``quarantine`` (rejected rows with file, line, rule and value), ``repor
 ``batch`` (the orchestration: staging, atomic publish, reconciliation, audit).
 """
 
-from pipelines.ingest.batch import BatchResult, ingest_directory
+from typing import TYPE_CHECKING
+
 from pipelines.ingest.errors import IngestError
 
+if TYPE_CHECKING:
+    from pipelines.ingest.batch import BatchResult, ingest_directory
+
 __all__ = ["BatchResult", "IngestError", "ingest_directory"]
+
+
+def __getattr__(name: str):
+    # Lazy: worker processes import only the stages they run, not the orchestration (DuckDB,
+    # SQLAlchemy, great-expectations), which saves most of a second per worker start.
+    if name in ("BatchResult", "ingest_directory"):
+        from pipelines.ingest import batch
+
+        return getattr(batch, name)
+    raise AttributeError(f"module 'pipelines.ingest' has no attribute {name!r}")

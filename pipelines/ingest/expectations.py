@@ -183,8 +183,34 @@ class ColumnValidation:
     disagreements: list[str]
 
 
+def _bucket(n: int) -> int:
+    """Columns whose distinct counts are within a factor of four share one validation run."""
+    return (max(n, 1).bit_length() + 1) // 2
+
+
+def _padded(columns: dict[str, pd.Series]) -> pd.DataFrame:
+    """One frame of several columns of different lengths, each padded to the longest by
+    repeating one of its own values: the set of values (all the checks look at) is unchanged."""
+    length = max(len(v) for v in columns.values())
+    out = {}
+    for name, values in columns.items():
+        values = values.reset_index(drop=True)
+        if len(values) < length:
+            fill = values.iloc[0] if len(values) else None
+            values = pd.concat(
+                [values, pd.Series([fill] * (length - len(values)), dtype=values.dtype)], ignore_index=True
+            )
+        out[name] = values
+    return pd.DataFrame(out)
+
+
 def validate_distinct(definition: FileDef, catalog: Catalog, distinct: dict[str, pl.Series]) -> list[ColumnValidation]:
-    """Run each column's suite on its distinct values and cross-check with the Polars rules."""
+    """Run each column's suite on its distinct values and cross-check with the Polars rules.
+
+    A great-expectations run has a fixed cost of tens of milliseconds, so columns of similar
+    size are validated together: one run per size bucket and value kind (text / numeric), on
+    a frame whose shorter columns are padded with their own values.
+    """
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -194,63 +220,76 @@ def validate_distinct(definition: FileDef, catalog: Catalog, distinct: dict[str,
     source = context.data_sources.add_pandas(f"{definition.name}_distinct")
     asset = source.add_dataframe_asset("column")
     batch_def = asset.add_batch_definition_whole_dataframe("distinct values")
-    validations = []
+    # (bucket, numeric) -> column name -> (values as pandas, planned expectations)
+    groups: dict[tuple[int, bool], dict[str, tuple[pd.Series, list[PlannedExpectation]]]] = {}
+    checked: list[Column] = []
     for column in definition.columns:
         planned = plan_column(column, catalog)
         values = distinct.get(column.name)
         if not planned or values is None:
             continue
-        text = pd.DataFrame({column.name: pd.Series(values.to_list(), dtype=object)})
-        numeric = pd.DataFrame({column.name: pd.to_numeric(text[column.name], errors="coerce")}).dropna()
-        results: list[dict[str, Any]] = []
-        ge_bad: dict[str, set] = {}
-        # One validation run per column and value kind (text / numeric) keeps the fixed cost
-        # of a great-expectations run low; results come back in suite order (checked).
+        checked.append(column)
+        text = pd.Series(values.to_list(), dtype=object)
         for numeric_group in (False, True):
-            group = [item for item in planned if item.numeric == numeric_group]
-            if not group:
-                continue
-            frame = numeric if numeric_group else text
-            name = f"{definition.name}.{column.name}.{'num' if numeric_group else 'text'}"
-            suite = context.suites.add(gx.ExpectationSuite(name=name))
-            for item in group:
-                suite.add_expectation(item.expectation)
-            vd = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
-            run = vd.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"})
-            if len(run.results) != len(group):
-                raise RuntimeError(f"great-expectations returned {len(run.results)} results for {len(group)}")
-            for item, res in zip(group, run.results, strict=True):
-                if res.expectation_config.type != item.expectation.expectation_type:
-                    raise RuntimeError(f"great-expectations reordered the results of {name}")
-                if res.exception_info and res.exception_info.get("raised_exception"):
-                    raise RuntimeError(
-                        f"great-expectations failed on {definition.name}.{column.name}: "
-                        f"{res.exception_info.get('exception_message')}"
-                    )
-                unexpected = res.result.get("unexpected_list") or []
-                if item.rule == "missing_value":
-                    unexpected = [None] if values.null_count() else []
-                bad = {None if pd.isna(v) else str(v) for v in unexpected}
-                if item.numeric:
-                    # Map numeric outliers back to the source text.
-                    bad_numbers = {float(v) for v in unexpected}
-                    bad = {str(v) for v in values.drop_nulls().to_list() if _as_float(v) in bad_numbers}
-                ge_bad.setdefault(item.rule, set()).update(bad)
-                results.append(
-                    {
-                        "expectation": res.expectation_config.type,
-                        "kwargs": {
-                            k: v for k, v in res.expectation_config.kwargs.items() if k not in ("batch_id", "value_set")
-                        },
-                        "rule": item.rule,
-                        "success": bool(res.success),
-                        "distinct_unexpected": len(bad),
-                        "sample_unexpected": sorted(x for x in bad if x is not None)[:10],
-                    }
+            items = [item for item in planned if item.numeric == numeric_group]
+            if items:
+                series = pd.to_numeric(text, errors="coerce").dropna() if numeric_group else text
+                groups.setdefault((_bucket(len(series)), numeric_group), {})[column.name] = (series, items)
+    results: dict[str, list[dict[str, Any]]] = {c.name: [] for c in checked}
+    ge_bad: dict[str, dict[str, set]] = {c.name: {} for c in checked}
+    for (bucket, numeric_group), members in sorted(groups.items()):
+        frame = _padded({name: series for name, (series, _items) in members.items()})
+        name = f"{definition.name}.b{bucket}.{'num' if numeric_group else 'text'}"
+        suite = context.suites.add(gx.ExpectationSuite(name=name))
+        order = [(col, item) for col, (_series, items) in members.items() for item in items]
+        for _col, item in order:
+            suite.add_expectation(item.expectation)
+        vd = context.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
+        run = vd.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"})
+        if len(run.results) != len(order):
+            raise RuntimeError(f"great-expectations returned {len(run.results)} results for {len(order)}")
+        for (col, item), res in zip(order, run.results, strict=True):
+            if (
+                res.expectation_config.type != item.expectation.expectation_type
+                or res.expectation_config.kwargs.get("column") != col
+            ):
+                raise RuntimeError(f"great-expectations reordered the results of {name}")
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(
+                    f"great-expectations failed on {definition.name}.{col}: "
+                    f"{res.exception_info.get('exception_message')}"
                 )
-        disagreements = _cross_check(column, catalog, values, ge_bad)
-        validations.append(ColumnValidation(column.name, values.len(), results, disagreements))
-    return validations
+            values = distinct[col]
+            unexpected = res.result.get("unexpected_list") or []
+            if item.rule == "missing_value":
+                unexpected = [None] if values.null_count() else []
+            bad = {None if pd.isna(v) else str(v) for v in unexpected}
+            if item.numeric:
+                # Map numeric outliers back to the source text.
+                bad_numbers = {float(v) for v in unexpected}
+                bad = {str(v) for v in values.drop_nulls().to_list() if _as_float(v) in bad_numbers}
+            ge_bad[col].setdefault(item.rule, set()).update(bad)
+            results[col].append(
+                {
+                    "expectation": res.expectation_config.type,
+                    "kwargs": {
+                        k: v for k, v in res.expectation_config.kwargs.items() if k not in ("batch_id", "value_set")
+                    },
+                    "rule": item.rule,
+                    "success": bool(res.success),
+                    "distinct_unexpected": len(bad),
+                    "sample_unexpected": sorted(x for x in bad if x is not None)[:10],
+                }
+            )
+    return [
+        ColumnValidation(
+            c.name,
+            distinct[c.name].len(),
+            results[c.name],
+            _cross_check(c, catalog, distinct[c.name], ge_bad[c.name]),
+        )
+        for c in checked
+    ]
 
 
 def _as_float(value: str) -> float | None:
