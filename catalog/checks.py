@@ -2,7 +2,8 @@
 
 Each check has a scalar function (for single values, tests, and the synthetic generator)
 and a Polars expression builder that computes the same rule on a whole column with string
-slicing and integer arithmetic, never a Python UDF, so ingest stays columnar. The
+slicing and integer arithmetic, never a Python UDF, so ingest stays columnar; a check may also
+have a NumPy form for validating many values outside Polars (great-expectations). The
 :data:`CHECKS` registry maps the catalog's check names to both forms plus a bilingual
 description, so validation rules can be generated from the catalog.
 
@@ -15,9 +16,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from catalog.loader import load_catalog
@@ -34,7 +36,7 @@ LETTER_VALUES: dict[str, int] = {
 # Second character's checksum digit: national ID (1/2), new UI number (8/9) use the digit;
 # an old ARC (A-D) uses the units digit of the letter's value.
 _SECOND_VALUES: dict[str, int] = {"1": 1, "2": 2, "8": 8, "9": 9} | {c: LETTER_VALUES[c] % 10 for c in "ABCD"}
-TW_ID_PATTERN = r"^[A-Z]([1289]|[A-D])\d{8}$"
+TW_ID_PATTERN = r"^[A-Z]([1289]|[A-D])[0-9]{8}$"
 _TW_ID_RE = re.compile(TW_ID_PATTERN)
 _TAIL_WEIGHTS = (7, 6, 5, 4, 3, 2, 1)  # characters 3..9; the check digit (10th) weighs 1
 _DIGITS = {str(i): i for i in range(10)}
@@ -86,6 +88,35 @@ def tw_id_is_valid(s: str | None) -> bool:
     if not isinstance(s, str) or not _TW_ID_RE.match(s):
         return False
     return (_tw_partial_sum(s[:9]) + int(s[9])) % 10 == 0
+
+
+_LETTER_TABLE = np.full(256, -1, dtype=np.int64)
+for _letter, _value in LETTER_VALUES.items():
+    _LETTER_TABLE[ord(_letter)] = _value
+_SECOND_TABLE = np.full(256, -1, dtype=np.int64)
+for _char, _value in _SECOND_VALUES.items():
+    _SECOND_TABLE[ord(_char)] = _value
+
+
+def tw_id_valid_array(values: Sequence[object]) -> np.ndarray:
+    """:func:`tw_id_is_valid` for many values at once with NumPy byte arithmetic.
+
+    A third, independent implementation (not the Polars expression), for great-expectations,
+    which applies the check to every distinct ID of a batch: there the scalar form costs about
+    a second per million values and this a few tens of milliseconds.
+    """
+    out = np.zeros(len(values), dtype=bool)
+    rows = [i for i, v in enumerate(values) if isinstance(v, str) and len(v) == 10 and v.isascii()]
+    if not rows:
+        return out
+    chars = np.frombuffer("".join(values[i] for i in rows).encode("ascii"), dtype=np.uint8).reshape(-1, 10)
+    first = _LETTER_TABLE[chars[:, 0]]
+    second = _SECOND_TABLE[chars[:, 1]]
+    digits = chars[:, 2:].astype(np.int64) - ord("0")
+    structure = (first >= 0) & (second >= 0) & ((digits >= 0) & (digits <= 9)).all(axis=1)
+    total = first // 10 + (first % 10) * 9 + second * 8 + digits[:, :7] @ np.array(_TAIL_WEIGHTS) + digits[:, 7]
+    out[np.array(rows)] = structure & (total % 10 == 0)
+    return out
 
 
 def _digit(s: pl.Expr, i: int) -> pl.Expr:
@@ -163,7 +194,7 @@ def icd10pcs_valid_expr(expr: pl.Expr) -> pl.Expr:
 
 # --- Medical institution code (nhird_layout.md §15) ------------------------------------------
 
-INSTITUTION_PATTERN = r"^\d{10}$"
+INSTITUTION_PATTERN = r"^[0-9]{10}$"
 _INSTITUTION_RE = re.compile(INSTITUTION_PATTERN)
 
 
@@ -186,7 +217,7 @@ def institution_code_valid_expr(expr: pl.Expr) -> pl.Expr:
 
 # --- Business administration number (統一編號) ------------------------------------------------
 
-BAN_PATTERN = r"^\d{8}$"
+BAN_PATTERN = r"^[0-9]{8}$"
 _BAN_RE = re.compile(BAN_PATTERN)
 _BAN_WEIGHTS = (1, 2, 1, 2, 1, 2, 4, 1)
 # The Ministry of Finance relaxed the rule from "divisible by 10" to "divisible by 5" in 2023
@@ -235,6 +266,8 @@ class Check:
     scalar: Callable[[str | None], bool]
     expr: Callable[[pl.Expr], pl.Expr]
     description: Label
+    array: Callable[[Sequence[object]], np.ndarray] | None = None
+    """Optional many-values form (NumPy), independent of ``expr``, for bulk validation."""
 
 
 CHECKS: dict[str, Check] = {
@@ -248,6 +281,7 @@ CHECKS: dict[str, Check] = {
                 en="Taiwan national ID, resident UI number or old ARC with a valid checksum",
                 zh="身分證統一編號、新式統一證號或舊式居留證號，檢查碼正確",
             ),
+            tw_id_valid_array,
         ),
         Check(
             "institution_code",

@@ -104,6 +104,10 @@ class Column(_Frozen):
             raise ValueError(f"{where}: field 'range' needs a numeric type (type is {self.type})")
         if self.pattern is not None:
             _compile(self.pattern, f"{where}: field 'pattern'")
+            if "\\d" in self.pattern:
+                # \d also matches full-width and other Unicode digits (e.g. "２０２３"), which
+                # Python's and Polars' regex engines would accept but no HWDC field allows.
+                raise ValueError(f"{where}: field 'pattern' uses \\d (any Unicode digit); write [0-9]")
         return self
 
 

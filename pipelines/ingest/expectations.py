@@ -76,8 +76,10 @@ def _register_catalog_check():
 
         @column_condition_partial(engine=PandasExecutionEngine)
         def _pandas(cls, column, check, **kwargs):
-            scalar = CHECKS[check].scalar
-            return column.map(lambda value: bool(scalar(value)))
+            named = CHECKS[check]
+            if named.array is not None:
+                return pd.Series(named.array(column.tolist()), index=column.index)
+            return column.map(lambda value: bool(named.scalar(value)))
 
     class ExpectColumnValuesToPassCatalogCheck(ColumnMapExpectation):
         """Column values pass a catalog check (Taiwan ID checksum, ICD-10-CM structure ...)."""
@@ -112,7 +114,7 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
             PlannedExpectation(
                 "invalid_date",
                 name,
-                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^\d{8}$"),
+                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^[0-9]{8}$"),
             )
         )
         out.append(
@@ -127,19 +129,19 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
             PlannedExpectation(
                 "invalid_date",
                 name,
-                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^\d{4}(0[1-9]|1[0-2])$"),
+                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^[0-9]{4}(0[1-9]|1[0-2])$"),
             )
         )
     elif column.type == "integer":
         out.append(
-            PlannedExpectation("not_integer", name, e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?\d+$"))
+            PlannedExpectation("not_integer", name, e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?[0-9]+$"))
         )
     elif column.type == "decimal":
         out.append(
             PlannedExpectation(
                 "not_decimal",
                 name,
-                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?\d+(\.\d+)?$"),
+                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?[0-9]+(\.[0-9]+)?$"),
             )
         )
     if column.range is not None and column.type in ("integer", "decimal"):

@@ -27,10 +27,10 @@ CHECK_RULES = {
     "icd10pcs": "unknown_code",
     "institution_code": "bad_institution_code",
 }
-_INT_RE = r"^-?\d+$"
-_DEC_RE = r"^-?\d+(\.\d+)?$"
-_DATE_RE = r"^\d{8}$"
-_YM_RE = r"^\d{4}(0[1-9]|1[0-2])$"
+_INT_RE = r"^-?[0-9]+$"
+_DEC_RE = r"^-?[0-9]+(\.[0-9]+)?$"
+_DATE_RE = r"^[0-9]{8}$"
+_YM_RE = r"^[0-9]{4}(0[1-9]|1[0-2])$"
 
 
 @dataclass(frozen=True)

@@ -135,6 +135,7 @@ BROKEN = [
     ("H_NHI_OPDTE", lambda d: _col(d, "ID").pop("identifier"), "identifier"),
     ("H_NHI_OPDTE", lambda d: _col(d, "FUNC_TYPE").update(coarsen="year"), "coarsen"),
     ("H_NHI_OPDTE", lambda d: _col(d, "SEQ_NO").update(pattern="^[0-9"), "pattern"),
+    ("H_NHI_OPDTE", lambda d: _col(d, "SEQ_NO").update(pattern=r"^\d{6}$"), "write [0-9]"),
     ("H_NHI_OPDTE", lambda d: d.update(source_pattern="^(x"), "source_pattern"),
     ("H_NHI_OPDTE", lambda d: d["columns"].append(dict(_col(d, "ID"))), "duplicate column"),
     ("H_NHI_OPDTE", lambda d: d.update(year_column="NOPE"), "year_column"),

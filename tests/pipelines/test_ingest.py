@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import psutil
 import pyarrow.parquet as pq
@@ -128,6 +129,33 @@ def test_undecodable_byte_is_quarantined_with_its_line(settings: Settings, fault
     assert q.get_column("detail")[0] == "bytes ff at column 13 are not valid utf-8"
     assert result.files[0].rows_quarantined == 1
     assert result.files[0].rows_accepted == len([x for x in clean if x]) - 2
+
+
+def test_full_width_digits_are_quarantined_not_accepted(
+    settings: Settings, faulty_source: Path, tmp_path: Path
+) -> None:
+    """Full-width digits (common in hand-keyed Taiwanese data) look like digits to Unicode-aware
+    regular expressions; every rule and great-expectations must still refuse them, per row."""
+    src = tmp_path / "src"
+    src.mkdir()
+    lines = (faulty_source / "H_NHI_OPDTE_2023.csv").read_text(encoding="utf-8").split("\n")
+    header = lines[0].split(",")
+    truth = pl.read_csv(faulty_source / "ground_truth" / "defects.csv", infer_schema=False)
+    faulty = {int(x) for x in truth.filter(pl.col("file") == "H_NHI_OPDTE_2023.csv").get_column("line").to_list()}
+    clean = [n for n in range(2, len(lines)) if n not in faulty and lines[n - 1].strip()][:4]
+    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
+    edits = {}
+    for line_no, column in zip(clean, ["ID", "FUNC_DATE", "T_DOT", "SEQ_NO"], strict=True):
+        fields = lines[line_no - 1].split(",")
+        i = header.index(column)
+        fields[i] = fields[i][:-1] + fields[i][-1].translate(full_width)
+        lines[line_no - 1] = ",".join(fields)
+        edits[line_no] = column
+    (src / "H_NHI_OPDTE_2023.csv").write_text("\n".join(lines), encoding="utf-8")
+    result = ingest_directory(settings, src, actor="alice")
+    assert result.status == "committed" and result.reconciled
+    q = _quarantine(settings).filter(pl.col("line").is_in(list(edits)))
+    assert dict(zip(q.get_column("line").to_list(), q.get_column("column").to_list(), strict=True)) == edits
 
 
 def _raw_identifiers(source: Path) -> tuple[set[str], list[str]]:
@@ -364,7 +392,15 @@ def test_validator_disagreement_fails_closed(settings: Settings, faulty_source: 
     # A scalar checksum that wrongly accepts everything: great-expectations now disagrees
     # with the vectorised rule, and the batch must not be published.
     monkeypatch.setitem(
-        checks.CHECKS, "tw_national_id", original.__class__(**{**original.__dict__, "scalar": lambda v: v is not None})
+        checks.CHECKS,
+        "tw_national_id",
+        original.__class__(
+            **{
+                **original.__dict__,
+                "scalar": lambda v: v is not None,
+                "array": lambda values: np.array([v is not None for v in values]),
+            }
+        ),
     )
     with pytest.raises(ValidatorDisagreement, match="disagree"):
         ingest_directory(settings, faulty_source, actor="alice")
