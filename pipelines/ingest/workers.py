@@ -65,8 +65,11 @@ class SpanTask:
     keys_dir: Path
 
 
-def run_span(task: SpanTask, progress: Progress | None = None, catalog: Catalog | None = None) -> SpanResult:
-    """Process one span into staging, including the escrow of the identifiers it hashed."""
+def run_span(
+    task: SpanTask, progress: Progress | None = None, catalog: Catalog | None = None, *, overlap: bool = True
+) -> SpanResult:
+    """Process one span into staging, including the escrow of the identifiers it hashed
+    (``overlap``: see :class:`~pipelines.ingest.stage.SpanIngest`)."""
     catalog = catalog or load_catalog()
     keys = KeyStore.for_home(task.keys_dir)
     tokenizer = Tokenizer(keys.stage1_key(), keys.escrow_key())
@@ -81,6 +84,7 @@ def run_span(task: SpanTask, progress: Progress | None = None, catalog: Catalog 
         staging=task.staging,
         encoding=task.encoding,
         chunk_bytes=task.chunk_bytes,
+        overlap=overlap,
     )
     result = job.run(progress)
     escrow = tokenizer.escrow_frame()
@@ -110,7 +114,7 @@ def _run_in_worker(task: SpanTask) -> SpanResult:
         if _PROGRESS is not None:
             _PROGRESS.put((source, lines))
 
-    return run_span(task, report)
+    return run_span(task, report, overlap=False)
 
 
 class Pending:
