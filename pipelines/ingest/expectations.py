@@ -18,10 +18,12 @@ import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import polars as pl
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from catalog import Catalog
 from catalog.checks import CHECKS
@@ -78,6 +80,8 @@ def _register_catalog_check():
         def _pandas(cls, column, check, **kwargs):
             named = CHECKS[check]
             if named.array is not None:
+                import pandas as pd
+
                 return pd.Series(named.array(column.tolist()), index=column.index)
             return column.map(lambda value: bool(named.scalar(value)))
 
@@ -193,6 +197,8 @@ def _bucket(n: int) -> int:
 def _padded(columns: dict[str, pd.Series]) -> pd.DataFrame:
     """One frame of several columns of different lengths, each padded to the longest by
     repeating one of its own values: the set of values (all the checks look at) is unchanged."""
+    import pandas as pd
+
     length = max(len(v) for v in columns.values())
     out = {}
     for name, values in columns.items():
@@ -213,6 +219,8 @@ def validate_distinct(definition: FileDef, catalog: Catalog, distinct: dict[str,
     size are validated together: one run per size bucket and value kind (text / numeric), on
     a frame whose shorter columns are padded with their own values.
     """
+    import pandas as pd
+
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
