@@ -20,9 +20,11 @@ def keyed_digests(key: SecretKey, kind: str, values: Iterable[bytes]) -> list[by
     """HMAC-SHA-256(key, kind || 0x00 || value)[:16] for each value."""
     base = hmac.HMAC(key.reveal(), hashes.SHA256())
     base.update(kind.encode() + b"\x00")
+    copy = base.copy
     out = []
-    for value in values:
-        mac = base.copy()
+    append = out.append
+    for value in values:  # millions of values: bound methods hoisted out of the loop
+        mac = copy()
         mac.update(value)
-        out.append(mac.finalize()[:DIGEST_BYTES])
+        append(mac.finalize()[:DIGEST_BYTES])
     return out
