@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import psutil
@@ -53,10 +53,9 @@ Progress = Callable[[str, int], None]
 class IngestPolicy(PolicyModel):
     encodings: list[str] = Field(default_factory=lambda: ["utf-8", "cp950"])
     chunk_bytes: int = 16 << 20
-    batch_rows: int = 1_000_000
     workers: int = 2
     span_min_bytes: int = 32 << 20
-    soft_reference_action: str = "report"
+    soft_reference_action: Literal["report", "quarantine"] = "report"
 
 
 @dataclass
@@ -153,6 +152,7 @@ def _apply_crossrow(
     outcomes: dict[str, FileOutcome],
     settings: Settings,
     session,
+    soft_reference_action: str = "report",
 ) -> None:
     types = []
     for src in sources:
@@ -166,7 +166,9 @@ def _apply_crossrow(
     staged = {name: _staged_paths(staging, name) for name in related}
     committed = {name: vault.file_paths(settings, session, name) for name in related}
     keys = {name: sorted((staging / "keys" / f"file={name}").glob("*.parquet")) for name in related}
-    results = crossrow.run(types, catalog, staged, committed, keys, spill_dir=staging)
+    results = crossrow.run(
+        types, catalog, staged, committed, keys, spill_dir=staging, soft_reference_action=soft_reference_action
+    )
     encodings = {o.source_file: o.encoding for o in outcomes.values()}
     by_name = {s.name: s for s in sources}
     con = connect_duckdb(staging)
@@ -460,7 +462,9 @@ def _ingest(
                 ]
             )
             with session_scope(settings) as session:
-                _apply_crossrow(staging, catalog, to_process, processing, settings, session)
+                _apply_crossrow(
+                    staging, catalog, to_process, processing, settings, session, policy.soft_reference_action
+                )
             validations.result()
         _count_staged(staging, processing)
         unreconciled = [o.source_file for o in processing.values() if not o.reconciled]

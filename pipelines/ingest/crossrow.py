@@ -150,17 +150,29 @@ def references(
     staged: list[Path],
     targets: dict[str, list[Path]],
     catalog: Catalog,
+    soft_action: str = "report",
+    already_rejected: list[tuple[str, int, str, str, str]] = (),  # type: ignore[assignment]
 ) -> tuple[list[tuple[str, int, str, str, str]], list[dict]]:
     """Rows whose reference does not resolve.
 
     ``severity: error`` references quarantine the row (``unknown_code`` when the target is a
     reference/code file such as the drug list, else ``unresolved_reference``); ``warn``
-    references are counted and reported with sample lines.
+    references are counted and reported with sample lines, or quarantined like errors when
+    ``soft_action`` is ``quarantine`` (the ingest policy's ``soft_reference_action``).
+    Rows in ``already_rejected`` (e.g. duplicate keys) are neither counted nor rejected again.
     """
     rejected: list[tuple[str, int, str, str, str]] = []
     warnings: list[dict] = []
     if not staged:
         return rejected, warnings
+    con.register(
+        "ref_exclude",
+        pl.DataFrame(
+            {"_source": [r[0] for r in already_rejected], "_line": [r[1] for r in already_rejected]},
+            schema={"_source": pl.String, "_line": pl.Int64},
+        ).to_arrow(),
+    )
+    rows_left = f"{_scan(staged)} c ANTI JOIN ref_exclude x ON c._source = x._source AND c._line = x._line"
     for ref in definition.references:
         target = targets.get(ref.file, [])
         where = ""
@@ -175,15 +187,15 @@ def references(
                 f"WHERE {_join(ref.columns, 'c', 't', ref.file_columns)})"
             )
         detail = f"{'+'.join(ref.columns)} not found in {ref.file}.{'+'.join(ref.file_columns)}"
-        if ref.severity == "error":
+        if ref.severity == "error" or soft_action == "quarantine":
             rule = "unknown_code" if catalog.file(ref.file).kind == "reference" else "unresolved_reference"
             rows = con.execute(
-                f"SELECT c._source, c._line FROM {_scan(staged)} c WHERE {present} {where} {unresolved}"
+                f"SELECT c._source, c._line FROM {rows_left} WHERE {present} {where} {unresolved}"
             ).fetchall()
             rejected += [(src, int(line), rule, "+".join(ref.columns), detail) for src, line in rows]
             continue
         count, sample = con.execute(
-            f"SELECT count(*), min(c._line, 10) FROM {_scan(staged)} c WHERE {present} {where} {unresolved}"
+            f"SELECT count(*), min(c._line, 10) FROM {rows_left} WHERE {present} {where} {unresolved}"
         ).fetchall()[0]
         if count:
             warnings.append(
@@ -195,6 +207,7 @@ def references(
                     "sample_lines": [int(x) for x in (sample or [])],
                 }
             )
+    con.unregister("ref_exclude")
     return rejected, warnings
 
 
@@ -245,6 +258,7 @@ def run(
     key_hashes: dict[str, list[Path]] | None = None,
     *,
     spill_dir: Path,
+    soft_reference_action: str = "report",
 ) -> dict[str, CrossRowOutcome]:
     """Cross-row rules for every file type of the batch, parents before children.
 
@@ -261,7 +275,9 @@ def run(
             con, definition, paths, committed.get(definition.name, []), (key_hashes or {}).get(definition.name, [])
         )
         targets = {ref.file: staged.get(ref.file, []) + committed.get(ref.file, []) for ref in definition.references}
-        bad_refs, ref_warnings = references(con, definition, paths, targets, catalog)
+        bad_refs, ref_warnings = references(
+            con, definition, paths, targets, catalog, soft_reference_action, outcome.rejected
+        )
         outcome.rejected += bad_refs
         outcome.warnings += ref_warnings
         if definition.parent is not None:

@@ -131,6 +131,33 @@ def test_undecodable_byte_is_quarantined_with_its_line(settings: Settings, fault
     assert result.files[0].rows_accepted == len([x for x in clean if x]) - 2
 
 
+@pytest.mark.parametrize("action", ["report", "quarantine"])
+def test_soft_reference_action_policy(settings: Settings, faulty_source: Path, tmp_path: Path, action: str) -> None:
+    """Claims whose person is not in enrollment: reported by default, quarantined by policy."""
+    policies = tmp_path / "policies"
+    shutil.copytree(packaged_policies_dir(), policies)
+    text = (policies / "ingest.yaml").read_text(encoding="utf-8")
+    (policies / "ingest.yaml").write_text(
+        re.sub(r"(?m)^soft_reference_action:.*$", f"soft_reference_action: {action}", text), encoding="utf-8"
+    )
+    settings = replace(settings, policies_dir=policies)
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("H_NHI_OPDTE_2023.csv", "H_NHI_MEDFA_2023.csv"):  # no enrollment file anywhere
+        shutil.copy(faulty_source / name, src / name)
+    result = ingest_directory(settings, src, actor="alice")
+    assert result.status == "committed" and result.reconciled
+    opd = next(f for f in result.files if f.source_file == "H_NHI_OPDTE_2023.csv")
+    unresolved = [w for w in opd.warnings if w["rule"] == "unresolved_reference" and "H_NHI_ENROL" in w["detail"]]
+    if action == "report":
+        assert len(unresolved) == 1 and unresolved[0]["rows"] == opd.rows_accepted
+        assert "unresolved_reference" not in opd.quarantined_by_rule
+    else:
+        assert not unresolved
+        assert opd.rows_accepted == 0
+        assert opd.quarantined_by_rule["unresolved_reference"] > 0
+
+
 def test_full_width_digits_are_quarantined_not_accepted(
     settings: Settings, faulty_source: Path, tmp_path: Path
 ) -> None:
