@@ -28,6 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from catalog import Catalog, load_catalog
+from enclave.errors import EnclaveError
 from enclave.keys import KeyStore
 from pipelines.ingest import stage
 from pipelines.ingest.decode import Span
@@ -135,7 +136,7 @@ class Pending:
             return [f.result() for f in self._futures]
         except Exception as exc:
             self.abort()
-            if isinstance(exc, IngestError):
+            if isinstance(exc, EnclaveError):  # the pipeline's own errors keep their type and exit code
                 raise
             raise IngestError(f"an ingest worker failed: {exc!r}; nothing published") from exc
 
