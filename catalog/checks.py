@@ -36,7 +36,7 @@ LETTER_VALUES: dict[str, int] = {
 # Second character's checksum digit: national ID (1/2), new UI number (8/9) use the digit;
 # an old ARC (A-D) uses the units digit of the letter's value.
 _SECOND_VALUES: dict[str, int] = {"1": 1, "2": 2, "8": 8, "9": 9} | {c: LETTER_VALUES[c] % 10 for c in "ABCD"}
-TW_ID_PATTERN = r"^[A-Z]([1289]|[A-D])[0-9]{8}$"
+TW_ID_PATTERN = r"^[A-Z](?:[1289]|[A-D])[0-9]{8}$"
 _TW_ID_RE = re.compile(TW_ID_PATTERN)
 _TAIL_WEIGHTS = (7, 6, 5, 4, 3, 2, 1)  # characters 3..9; the check digit (10th) weighs 1
 _DIGITS = {str(i): i for i in range(10)}

@@ -133,7 +133,7 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
             PlannedExpectation(
                 "invalid_date",
                 name,
-                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^[0-9]{4}(0[1-9]|1[0-2])$"),
+                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^[0-9]{4}(?:0[1-9]|1[0-2])$"),
             )
         )
     elif column.type == "integer":
@@ -145,7 +145,7 @@ def plan_column(column: Column, catalog: Catalog) -> list[PlannedExpectation]:
             PlannedExpectation(
                 "not_decimal",
                 name,
-                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?[0-9]+(\.[0-9]+)?$"),
+                e.ExpectColumnValuesToMatchRegex(column=name, regex=r"^-?[0-9]+(?:\.[0-9]+)?$"),
             )
         )
     if column.range is not None and column.type in ("integer", "decimal"):

@@ -28,9 +28,9 @@ CHECK_RULES = {
     "institution_code": "bad_institution_code",
 }
 _INT_RE = r"^-?[0-9]+$"
-_DEC_RE = r"^-?[0-9]+(\.[0-9]+)?$"
+_DEC_RE = r"^-?[0-9]+(?:\.[0-9]+)?$"
 _DATE_RE = r"^[0-9]{8}$"
-_YM_RE = r"^[0-9]{4}(0[1-9]|1[0-2])$"
+_YM_RE = r"^[0-9]{4}(?:0[1-9]|1[0-2])$"
 
 
 @dataclass(frozen=True)
