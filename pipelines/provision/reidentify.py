@@ -175,8 +175,8 @@ def _project_tokens(session: Session, settings: Settings, project: Project) -> p
         return pl.DataFrame(schema={"kind": pl.String, "token": pl.Binary})
     con = duckdb.connect(":memory:")
     try:
-        table = con.execute(f"SELECT DISTINCT kind, token FROM ({' UNION ALL '.join(parts)}) "
-                            "WHERE token IS NOT NULL").to_arrow_table()
+        table = con.sql(f"SELECT DISTINCT kind, token FROM ({' UNION ALL '.join(parts)}) "
+                        "WHERE token IS NOT NULL").to_arrow_table()
     finally:
         con.close()
     return pl.DataFrame(table)
