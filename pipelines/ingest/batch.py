@@ -256,7 +256,6 @@ def _new_escrow(settings: Settings, staging: Path) -> tuple[pl.DataFrame, int]:
             "ON f.kind = e.kind AND f.token = e.token"
         ).pl()
         con.close()
-    shutil.rmtree(staging / "escrow-parts")
     return fresh, hashed
 
 
@@ -473,7 +472,6 @@ def _ingest(
         escrow, hashed = _new_escrow(settings, staging)
         if escrow.height:
             write_private_parquet(escrow, staging / "escrow" / "escrow.parquet")
-        shutil.rmtree(staging / "distinct", ignore_errors=True)
         result = BatchResult(
             name,
             "committed",

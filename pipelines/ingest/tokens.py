@@ -41,13 +41,11 @@ class Tokenizer:
     max_cache: int = 5_000_000
     _cache: dict[str, pl.DataFrame] = field(default_factory=dict)
     _escrow: list[pl.DataFrame] = field(default_factory=list)
-    hashed: int = 0
 
     def _hash_new(self, kind: str, values: list[str]) -> pl.DataFrame:
         tokens = keyed_digests(self.key, kind, (v.encode() for v in values))
         siv = AESSIV(self.escrow_key.reveal())
         sealed = [siv.encrypt(v.encode(), [kind.encode()]) for v in values]
-        self.hashed += len(values)
         fresh = pl.DataFrame(
             {"value": values, "token": tokens},
             schema={"value": pl.String, "token": TOKEN_DTYPE},

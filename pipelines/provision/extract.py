@@ -316,34 +316,6 @@ def copy_files(
     return ExtractOutcome(outcomes, prepared.mappings, indexes)
 
 
-def write_extract(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    plans: list[FilePlan],
-    catalog: Catalog,
-    paths_for: PathsFor,
-    key: SecretKey,
-    opted_out: set[bytes],
-    stage: Path,
-    previous_index: dict[str, pa.Table] | None = None,
-    on_step: Callable[[str], None] | None = None,
-) -> ExtractOutcome:
-    """Write every approved (file, year) and the index files into ``stage`` (not yet read-only).
-
-    :func:`prepare` then :func:`copy_files`.
-
-    Parameters
-    ----------
-    paths_for : ``(file, year or None) -> vault Parquet paths`` of the pinned batches.
-    opted_out : stage-1 person tokens excluded from every file.
-    previous_index : the current extract's person/institution indexes, kept stable.
-    """
-    register_optouts(con, opted_out)
-    prepared = prepare(con, plans=plans, catalog=catalog, paths_for=paths_for, key=key,
-                       opted_out=opted_out)
-    return copy_files(con, prepared, plans=plans, catalog=catalog, paths_for=paths_for,
-                      stage=stage, previous_index=previous_index, on_step=on_step)
-
 
 def finalise(stage: Path, outcome: ExtractOutcome) -> None:
     """Checksum every part into the outcome, then make the staged tree read-only."""

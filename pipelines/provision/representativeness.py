@@ -96,7 +96,7 @@ def compute_counts(
     policy: RepresentativenessPolicy,
 ) -> tuple[pl.DataFrame, int, int]:
     """Counts per (dimension, category) for all people and for those kept; needs ``optout``
-    registered on ``con`` (done by :func:`pipelines.provision.extract.write_extract`)."""
+    registered on ``con`` (done by :func:`pipelines.provision.extract.register_optouts`)."""
     years = sorted({y for p in plans for y in p.years})
     people_sources = []
     for plan in plans:
