@@ -6,7 +6,12 @@ error's exit code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import sys
+import threading
+from typing import NoReturn
 
 import typer
 
@@ -44,4 +49,32 @@ def main() -> None:
         app()
     except EnclaveError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        sys.exit(exc.exit_code)
+        _leave(exc.exit_code)
+    except SystemExit as exc:
+        _leave(exc.code)
+
+
+def _leave(code: object) -> NoReturn:
+    """Exit with ``code`` once the command's work is done, skipping the interpreter's teardown.
+
+    With great-expectations, pandas and SQLAlchemy loaded, Python's final garbage collections
+    over every module took about a second after an ingest had finished (measured: 1.0 s of a
+    20 s batch). Everything a command writes is closed or published before it returns, so the
+    teardown has nothing left to save: the exit handlers still run (multiprocessing's,
+    logging's) and the standard streams are flushed. While another thread is still working the
+    normal shutdown is used, which waits for it.
+    """
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed stream or a broken pipe: nothing more can be written anyway.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)

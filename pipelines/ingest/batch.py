@@ -347,8 +347,6 @@ def ingest_directory(
     ValidatorDisagreement
         great-expectations and the compiled rules judged a value differently.
     """
-    # great-expectations takes seconds to import; load it while the files are read and hashed.
-    threading.Thread(target=warm_up, name="gx-import", daemon=True).start()
     custom_catalog = catalog is not None
     catalog = catalog or load_catalog()
     policy = load_policy("ingest", IngestPolicy, settings)
@@ -387,6 +385,9 @@ def _ingest(
         # the new files are processed.
         tasks, encodings = _span_tasks(sources, encoding, policy, workers, staging, settings.keys_dir)
         pending = runner.start(tasks)
+        # great-expectations takes seconds to import: load it while the spans run. Started only
+        # now, so its Python-bound import does not hold up cutting the spans.
+        threading.Thread(target=warm_up, name="gx-import", daemon=True).start()
         sources = with_checksums(sources)
         content = _content_checksum(sources)
         name = batch_name or f"b{content[:12]}"

@@ -192,8 +192,10 @@ def span_runner(workers: int, progress: Progress | None, catalog: Catalog | None
         pool = ProcessPoolExecutor(
             workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), queue, abort_event)
         )
-        # Start every worker now, so their imports overlap the orchestrator's own work.
-        warm = [pool.submit(_warm_up) for _ in range(workers)]
+        # Start every worker now, so their imports overlap the orchestrator's own work (a
+        # worker that cannot start fails the first span it is given).
+        for _ in range(workers):
+            pool.submit(_warm_up)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -210,8 +212,6 @@ def span_runner(workers: int, progress: Progress | None, catalog: Catalog | None
     reader.start()
     runner = SpanRunner(pool, progress, None, abort_event)
     try:
-        for w in warm:
-            w.result()
         yield runner
     finally:
         runner.close()
