@@ -454,7 +454,8 @@ def _ingest(
         runner.close()
         processing = {k: v for k, v in outcomes.items() if v.status == "ingested"}
         # great-expectations (Python-bound) runs while DuckDB (native threads) does the
-        # cross-row rules; a disagreement still stops the batch before anything is published.
+        # cross-row rules, the counts and the escrow merge; a disagreement still stops the batch
+        # before anything is published.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-gx") as pool:
             validations = pool.submit(
                 lambda: [
@@ -465,12 +466,12 @@ def _ingest(
                 _apply_crossrow(
                     staging, catalog, to_process, processing, settings, session, policy.soft_reference_action
                 )
+            _count_staged(staging, processing)
+            escrow, hashed = _new_escrow(settings, staging)
             validations.result()
-        _count_staged(staging, processing)
         unreconciled = [o.source_file for o in processing.values() if not o.reconciled]
         if unreconciled:
             raise IngestError(f"counts do not reconcile for {unreconciled}; nothing published")
-        escrow, hashed = _new_escrow(settings, staging)
         if escrow.height:
             write_private_parquet(escrow, staging / "escrow" / "escrow.parquet")
         result = BatchResult(
