@@ -226,7 +226,7 @@ def provision_project(
             policy=policy.representativeness))
         try:
             prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for,
-                                       key=key, opted_out=opted)
+                                       key=key)
         finally:
             counting.join()
             cursor.close()

@@ -11,7 +11,6 @@ pseudonym through a join, never a per-row Python call.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -33,8 +32,9 @@ def stage2_pseudonym(key: SecretKey, kind: str, token: bytes) -> str:
     return encode_pseudonym(keyed_digests(key, kind, [token])[0])
 
 
-def stage2_mapping(key: SecretKey, kind: str, tokens: Sequence[bytes]) -> pa.Table:
-    """A (token, pseudonym) table for distinct stage-1 tokens, ready to join on ``token``.
+def stage2_mapping(key: SecretKey, kind: str, tokens: pa.Array) -> pa.Table:
+    """A (token, pseudonym) table for distinct stage-1 tokens (an Arrow binary array), ready to
+    join on ``token``.
 
     Raises
     ------
@@ -42,7 +42,8 @@ def stage2_mapping(key: SecretKey, kind: str, tokens: Sequence[bytes]) -> pa.Tab
         Two tokens got the same pseudonym (odds about 1e-24 for 30 million people); the
         extract would silently merge two people, so provisioning stops instead.
     """
-    digests = keyed_digests(key, kind, tokens)
+    tokens = tokens.cast(pa.binary())
+    digests = keyed_digests(key, kind, tokens.to_pylist())
     # The text form is a one-to-one encoding of the digest, so distinct digests suffice (a set
     # of bytes is far cheaper than counting distinct strings in Arrow).
     if len(set(digests)) != len(digests):
@@ -50,7 +51,7 @@ def stage2_mapping(key: SecretKey, kind: str, tokens: Sequence[bytes]) -> pa.Tab
 
         raise Stage2CollisionError(f"two {kind} tokens share a stage-2 pseudonym; re-key the project")
     pseudonyms = encode_many(digests)
-    return pa.table({"token": pa.array(tokens, pa.binary()), "pseudonym": pseudonyms}, schema=MAPPING_SCHEMA)
+    return pa.Table.from_arrays([tokens, pseudonyms], schema=MAPPING_SCHEMA)
 
 
 def encode_many(digests: list[bytes]) -> pa.StringArray:

@@ -207,7 +207,7 @@ def resolve(session: Session, settings: Settings, *, actor: str, request_id: int
     tokens = _project_tokens(session, settings, project)
     found = []
     for kind in sorted(set(tokens.get_column("kind").to_list())):
-        values = tokens.filter(pl.col("kind") == kind).get_column("token").to_list()
+        values = tokens.filter(pl.col("kind") == kind).get_column("token").to_arrow()
         mapping = pl.DataFrame(stage2_mapping(key, kind, values))
         hits = mapping.filter(pl.col("pseudonym").is_in(list(wanted)))
         found.append(hits.with_columns(pl.lit(kind).alias("kind")))
