@@ -120,6 +120,29 @@ def test_representativeness_report(home: tuple[Settings, dict]) -> None:
     assert len(result.warnings) == len(summary["warnings"])
 
 
+def test_representativeness_chapters_match_the_source(base: tuple[Path, dict], home: tuple[Settings, dict]) -> None:
+    """Visits per ICD-10 chapter, all and without the opted-out people, recomputed from the
+    source files with the catalog's chapter ranges."""
+    from catalog import load_catalog
+
+    root, _ = base
+    settings, codes = home
+    _prov._provision(settings, codes["a"])
+    folder = settings.projects_dir / codes["a"] / "extract" / "representativeness"
+    got = {r["category"]: (r["n_all"], r["n_kept"])
+           for r in json.loads((folder / "summary.json").read_text())["dimensions"]["icd10_chapter"]}
+    visits = _prov._source(root, "H_NHI_OPDTE").with_columns(
+        pl.col("ICD9CM_1").str.slice(0, 3).alias("cat"),
+        pl.col("ID").is_in(list(_prov._opted_out_ids(root, START.date()))).alias("opted"))
+    expected = {}
+    for chapter in load_catalog().codesets["icd10cm_chapters"].chapters:
+        rows = visits.filter(pl.col("cat").is_between(pl.lit(chapter.range[0]), pl.lit(chapter.range[1])))
+        if rows.height:
+            expected[f"{chapter.chapter:02d} {chapter.en}"] = (rows.height, rows.filter(~pl.col("opted")).height)
+    assert expected and got == expected
+    assert sum(n for n, _ in got.values()) == visits.height
+
+
 def test_shift_threshold_warns() -> None:
     from pipelines.provision.policy import RepresentativenessPolicy
     from pipelines.provision.representativeness import shifts
