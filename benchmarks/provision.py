@@ -7,8 +7,8 @@ home, import the generated opt-out lists, and bring a project approving H_NHI_OP
 
 Measure, each in its own subprocess (peak RSS from ``os.wait4`` rusage):
 
-* ours: ``provision_project`` (opt-out anti-join, stage-2 pseudonyms, coarsening, dictionary,
-  representativeness report, manifest, read-only publish);
+* ours: ``enclave project provision CODE`` (opt-out anti-join, stage-2 pseudonyms, coarsening,
+  dictionary, representativeness report, manifest, read-only publish, audit);
 * baseline: ``COPY (SELECT <approved columns> FROM read_parquet(<vault files>)) TO parquet``
   with the same DuckDB thread and memory settings.
 
@@ -97,16 +97,6 @@ def prepare(work: Path, rows: int) -> str:
     return code
 
 
-def run_ours(work: Path, code: str) -> None:
-    from enclave.state.db import session_scope
-    from pipelines.provision import provision_project
-
-    settings = _settings(work)
-    with session_scope(settings) as s:
-        result = provision_project(s, settings, code=code, actor="alice")
-    print(json.dumps({"rows": result.rows, "excluded": result.excluded_rows}))
-
-
 def run_baseline(work: Path, code: str) -> None:
     import duckdb
 
@@ -133,28 +123,36 @@ def run_baseline(work: Path, code: str) -> None:
     print(json.dumps({"rows": rows}))
 
 
+def _command(mode: str, work: Path, code: str) -> list[str]:
+    if mode == "ours":
+        # The custodian's command itself, as it is run in service.
+        return [sys.executable, "-m", "enclave", "project", "provision", code, "--json", "--as", "alice"]
+    return [sys.executable, __file__, mode, "--work", str(work), "--code", code]
+
+
 def _measure(mode: str, work: Path, code: str) -> tuple[float, float, dict]:
+    env = {**os.environ, "ENCLAVE_HOME": str(work / "home")}
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, mode, "--work", str(work), "--code", code],
-                            stdout=subprocess.PIPE)
+    proc = subprocess.Popen(_command(mode, work, code), stdout=subprocess.PIPE, env=env)
     out = proc.stdout.read() if proc.stdout else b""
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{mode} failed with status {status}")
-    return elapsed, usage.ru_maxrss / 1024, json.loads(out.decode().strip().splitlines()[-1])
+    result = json.loads(out.decode())
+    if mode == "ours":
+        result = {"rows": result["rows"], "excluded": result["optouts_excluded_rows"]}
+    return elapsed, usage.ru_maxrss / 1024, result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "prepare", "ours", "baseline"])
+    ap.add_argument("mode", nargs="?", default="bench", choices=["bench", "prepare", "baseline"])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/enclave-bench-provision"))
     ap.add_argument("--code", default="")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved runs of each; best time counts")
     args = ap.parse_args()
-    if args.mode == "ours":
-        return run_ours(args.work, args.code)
     if args.mode == "baseline":
         return run_baseline(args.work, args.code)
     if args.mode == "prepare":
@@ -180,7 +178,7 @@ def main() -> None:
     read = ours["rows"] + ours["excluded"]
     print(f"vault rows {read:,}; extract rows {ours['rows']:,} ({ours['excluded']:,} opted-out rows excluded)")
     print(f"baseline DuckDB copy: {base_t:6.1f} s  {base['rows'] / base_t:12,.0f} rows/s  peak RSS {base_rss:7.0f} MiB")
-    print(f"provision_project:    {ours_t:6.1f} s  {read / ours_t:12,.0f} rows/s  peak RSS {ours_rss:7.0f} MiB")
+    print(f"enclave provision:    {ours_t:6.1f} s  {read / ours_t:12,.0f} rows/s  peak RSS {ours_rss:7.0f} MiB")
     print(f"ratio (ours / baseline time): {ours_t / base_t:.2f}  (target <= 1.5)")
     return None
 

@@ -29,7 +29,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from catalog import Catalog
-from enclave.checksums import sha256_file
 from enclave.keys import SecretKey
 from pipelines.provision.coarsen import coarsen_sql, quote
 from pipelines.provision.errors import ProvisionError
@@ -74,7 +73,6 @@ class FileOutcome:
 class ExtractOutcome:
     files: list[FileOutcome]
     mappings: dict[str, pa.Table]  # kind -> (token, pseudonym): custodian side only
-    indexes: dict[str, pa.Table]  # kind -> (pseudonym, idx)
 
     @property
     def rows(self) -> int:
@@ -195,7 +193,7 @@ def _distinct_tokens(
     return out, excluded_people
 
 
-def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
+def stable_index(pseudonyms: pa.Array, previous: pa.Table | None) -> pa.Table:
     """The (pseudonym, idx) index: previous positions kept, new pseudonyms appended in order.
 
     On a first provisioning the index is dense 0..n-1. A re-provisioning
@@ -203,7 +201,7 @@ def stable_index(pseudonyms: list[str], previous: pa.Table | None) -> pa.Table:
     valid; removed people leave gaps.
     """
     # Pseudonyms are distinct per kind already; their order is arbitrary (random HMAC output).
-    current = pl.DataFrame({"pseudonym": pseudonyms}, schema={"pseudonym": pl.String})
+    current = pl.DataFrame({"pseudonym": pl.Series(pseudonyms, dtype=pl.String)})
     if previous is None or not previous.num_rows:
         old = pl.DataFrame(schema={"pseudonym": pl.String, "idx": pl.Int64})
     else:
@@ -278,10 +276,9 @@ def copy_files(
     catalog: Catalog,
     paths_for: PathsFor,
     stage: Path,
-    previous_index: dict[str, pa.Table] | None = None,
     on_step: Callable[[str], None] | None = None,
 ) -> ExtractOutcome:
-    """Pass 2: one streaming ``COPY`` per approved (file, year), then the index files."""
+    """Pass 2: one streaming ``COPY`` per approved (file, year)."""
     step = on_step or (lambda _msg: None)
     outcomes = []
     for plan in plans:
@@ -305,22 +302,15 @@ def copy_files(
         # Distinct over all years: a person excluded in two years counts once per file.
         outcome.excluded_people = prepared.excluded_people.get(plan.file, 0)
         outcomes.append(outcome)
-    indexes = {}
+    return ExtractOutcome(outcomes, prepared.mappings)
+
+
+def write_indexes(prepared: Prepared, stage: Path, previous_index: dict[str, pa.Table] | None = None) -> None:
+    """The person and institution index files (``<kind>_index.parquet``) of the extract."""
     for kind in INDEX_KINDS:
         mapping = prepared.mappings.get(kind)
-        names = mapping.column("pseudonym").to_pylist() if mapping is not None else []
-        indexes[kind] = stable_index(names, (previous_index or {}).get(kind))
-        pq.write_table(indexes[kind], stage / f"{kind}_index.parquet")
-    return ExtractOutcome(outcomes, prepared.mappings, indexes)
-
-
-
-def finalise(stage: Path, outcome: ExtractOutcome) -> None:
-    """Checksum every part into the outcome, then make the staged tree read-only."""
-    for f in outcome.files:
-        for part in f.parts:
-            part["sha256"] = sha256_file(stage / part["path"])
-    make_read_only(stage)
+        names = mapping.column("pseudonym") if mapping is not None else pa.array([], pa.string())
+        pq.write_table(stable_index(names, (previous_index or {}).get(kind)), stage / f"{kind}_index.parquet")
 
 
 def make_read_only(root: Path) -> None:

@@ -231,13 +231,17 @@ def provision_project(
             counting.join()
             cursor.close()
         counts, people_all, people_kept = counting.result()
-        # The report (plots) is Python work; DuckDB's COPY releases the GIL, so draw meanwhile.
-        report = _Background(lambda: representativeness.write_report(
-            stage / "representativeness", project=code, counts=counts, people_all=people_all,
-            people_kept=people_kept, policy=policy.representativeness))
+        # The report (plots) and the index files are Python and Polars work; DuckDB's COPY
+        # releases the GIL, so they are written meanwhile.
+        def side_files() -> dict:
+            extract.write_indexes(prepared, stage, previous)
+            return representativeness.write_report(
+                stage / "representativeness", project=code, counts=counts, people_all=people_all,
+                people_kept=people_kept, policy=policy.representativeness)
+
+        report = _Background(side_files)
         outcome = extract.copy_files(con, prepared, plans=plans, catalog=catalog,
-                                     paths_for=paths_for, stage=stage, previous_index=previous,
-                                     on_step=on_step)
+                                     paths_for=paths_for, stage=stage, on_step=on_step)
         summary = report.result()
         stamp = moment.isoformat(timespec="seconds")
         (stage / "data_dictionary.md").write_text(

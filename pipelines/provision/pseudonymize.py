@@ -42,7 +42,8 @@ def stage2_mapping(key: SecretKey, kind: str, tokens: pa.Array) -> pa.Table:
         Two tokens got the same pseudonym (odds about 1e-24 for 30 million people); the
         extract would silently merge two people, so provisioning stops instead.
     """
-    tokens = tokens.cast(pa.binary())
+    if tokens.type != pa.binary():
+        tokens = tokens.cast(pa.binary())
     digests = keyed_digests(key, kind, tokens.to_pylist())
     # The text form is a one-to-one encoding of the digest, so distinct digests suffice (a set
     # of bytes is far cheaper than counting distinct strings in Arrow).
