@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from catalog.model import Catalog, CatalogError, CodeSet, FileDef
+from enclave.yaml_text import parse_yaml
 
 PACKAGED_ROOT = Path(__file__).resolve().parent
 M = TypeVar("M", FileDef, CodeSet)
@@ -86,7 +87,7 @@ def _parse(path: Path, model: type[M]) -> M:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise CatalogError(f"{path}: cannot read YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -21,6 +21,7 @@ import yaml
 
 from disclosure_review.errors import ManifestError
 from disclosure_review.evidence import Evidence, TableSpec
+from enclave.yaml_text import parse_yaml
 
 MANIFEST_KINDS = ("frequency", "magnitude", "percent", "regression", "figure", "code", "text")
 
@@ -234,7 +235,7 @@ def read_manifest(path: Path) -> dict[Path, ManifestEntry]:
     """
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else parse_yaml(text)
     except (OSError, json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ManifestError(f"manifest {path}: cannot read: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("files"), list):

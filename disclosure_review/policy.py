@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from disclosure_review.errors import DisclosurePolicyError
+from enclave.yaml_text import parse_yaml
 
 POLICY_FILE = "disclosure.yaml"
 OUTPUT_KINDS = ("frequency", "magnitude", "percent", "regression", "unknown", "figure", "code",
@@ -95,7 +96,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise DisclosurePolicyError(f"policy file {path}: cannot read: {exc}") from exc
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else parse_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise DisclosurePolicyError(f"policy file {path}: not valid YAML/JSON: {exc}") from exc
     if not isinstance(data, dict):

@@ -57,6 +57,7 @@ from enclave.roles import (
 )
 from enclave.state.models import ExportDecision, ExportFile, ExportRequest, Notification, Project
 from enclave.users import require, resolve_actor
+from enclave.yaml_text import parse_yaml
 
 SYSTEM = "system"
 EXPORTS_FOLDER = "exports"
@@ -268,7 +269,7 @@ def _copy_manifest(manifest: Path, sources: dict[Path, str], folder: Path) -> Pa
     """Rewrite a request manifest to point at the copies under ``files/``."""
     try:
         text = manifest.read_text(encoding="utf-8")
-        data = json.loads(text) if manifest.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if manifest.suffix.lower() == ".json" else parse_yaml(text)
         entries = data["files"]
     except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise ManifestError(f"manifest {manifest}: unreadable or without 'files' ({exc})") from exc

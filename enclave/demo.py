@@ -13,11 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from enclave.config import SETTINGS_FILE, Settings, load_settings
 from enclave.home import init_home
 from enclave.state.db import session_scope
+from enclave.yaml_text import parse_yaml
 
 EXAMPLE_SPEC = Path(__file__).resolve().parent.parent / "docs" / "examples" / "project_spec.yaml"
 CUSTODIAN = ("alice", "Alice Lin", "NHIA Information Integration Application Service Center")
@@ -175,7 +174,7 @@ def _active_project(settings: Settings, say: Step) -> str:
             if project.applicant == "chen.wei" and project.status == "active":
                 return project.code
     say("applying for the example project, steward approval, declarations, payment")
-    spec = parse_spec(yaml.safe_load(EXAMPLE_SPEC.read_text(encoding="utf-8")))
+    spec = parse_spec(parse_yaml(EXAMPLE_SPEC.read_text(encoding="utf-8")))
     with session_scope(settings) as session:
         code = service.apply(session, settings, actor="chen.wei", spec=spec, spec_dir=EXAMPLE_SPEC.parent).code
     with session_scope(settings) as session:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from enclave.config import Settings, load_settings
 from enclave.errors import PolicyError
+from enclave.yaml_text import parse_yaml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,7 +35,7 @@ def read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise PolicyError(f"policy file {path} is missing")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):

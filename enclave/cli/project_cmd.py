@@ -12,7 +12,6 @@ from datetime import date
 from pathlib import Path
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
@@ -21,6 +20,7 @@ from enclave.cli._app import AS_OPTION, JSON_OPTION, actor_name, app, print_json
 from enclave.config import Settings, load_settings
 from enclave.errors import InputError
 from enclave.state.db import session_scope
+from enclave.yaml_text import parse_yaml
 
 project_app = typer.Typer(help="Research projects: apply, review, changes, lifecycle.",
                           no_args_is_help=True)
@@ -269,7 +269,7 @@ def change_cmd(
 
     if not request.is_file():
         raise InputError(f"change request {request} does not exist")
-    data = yaml.safe_load(request.read_text(encoding="utf-8")) or {}
+    data = parse_yaml(request.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict) or "kind" not in data:
         raise InputError(f"{request}: needs 'kind' ({', '.join(k.value for k in changes.ChangeKind)})"
                          " and 'reason'")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from catalog import Catalog
 from enclave.errors import InputError
+from enclave.yaml_text import parse_yaml
 
 
 class ApplicationRefused(InputError):
@@ -96,7 +97,7 @@ def load_spec(path: Path) -> ProjectSpec:
     if not path.is_file():
         raise InputError(f"application spec {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: invalid YAML: {exc}") from exc
     return parse_spec(data, source=str(path))
