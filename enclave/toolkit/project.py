@@ -7,7 +7,9 @@ read-only connection whose views point at the extract's Parquet files.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import weakref
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,9 @@ class Project:
     @cached_property
     def _views_database(self) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="enclave-toolkit-"))
+        # The folder goes with this object (or at interpreter exit): a kernel that opens
+        # projects again and again must not fill its temporary space with view databases.
+        weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
         path = folder / "views.duckdb"
         with duckdb.connect(str(path)) as con:
             for name in self.tables:

@@ -63,6 +63,19 @@ def test_duckdb_connection_is_read_only(project):
     con.close()
 
 
+def test_view_database_goes_with_the_project(extract_env):
+    import gc
+
+    project = open_project()
+    assert project.sql('SELECT COUNT(*) AS n FROM "H_NHI_OPDTE"')["n"].item() > 0
+    folder = project._views_database.parent
+    assert folder.is_dir()
+    project.close()
+    del project
+    gc.collect()
+    assert not folder.exists()
+
+
 def test_crosstab_counts_and_membership_are_true(project):
     visits = project.lazy("H_NHI_OPDTE").filter(pl.col("year") == 2021).collect()
     table = crosstab(visits, rows="ICD9CM_1", cols="ID_S")
