@@ -47,11 +47,17 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# Null counts only: the vault is read in whole (file, year) folders, never pruned by value, so
+# per-page min/max statistics bought nothing and cost 16 % of every write (their string
+# comparisons), about 0.6 CPU-s per worker on a 10 M-row file. Extracts keep full statistics.
+_STATISTICS = {"min": False, "max": False, "distinct_count": False, "null_count": True}
+
+
 def write_private_parquet(frame: pl.DataFrame, path: Path) -> None:
     """Write a custodian-only (0600) Parquet file, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # zstd level 1: the same size as the default level on claims data, measurably less CPU.
-    frame.write_parquet(path, compression="zstd", compression_level=1)
+    frame.write_parquet(path, compression="zstd", compression_level=1, statistics=_STATISTICS)
     os.chmod(path, 0o600)
 
 
