@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from enclave.cli._app import AS_OPTION, JSON_OPTION, actor_name, app, print_json
@@ -27,26 +27,32 @@ def ingest_cmd(
     settings = load_settings()
     settings.require_initialised()
     console = Console(stderr=True)
-    totals: dict[str, int] = {}
+    lines: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         disable=as_json,
     ) as bar:
         tasks: dict[str, int] = {}
 
-        def progress(name: str, lines: int) -> None:
+        def progress(name: str, read: int, nbytes: int) -> None:
+            # Bytes against the file's size give a true fraction before the lines are known.
             if name not in tasks:
-                tasks[name] = bar.add_task(name, total=None)
-            totals[name] = totals.get(name, 0) + lines
-            bar.update(tasks[name], completed=totals[name])
+                sizes[name] = (src_dir / name).stat().st_size
+                tasks[name] = bar.add_task(name, total=sizes[name])
+            lines[name] = lines.get(name, 0) + read
+            bar.update(tasks[name], advance=nbytes, description=f"{name} {lines[name]:,} lines")
 
         result = ingest_directory(
             settings, src_dir, actor=actor_name(as_user), batch_name=batch, encoding=encoding, progress=progress
         )
+        for name, task in tasks.items():  # the header line is part of no chunk
+            bar.update(task, completed=sizes[name])
     if as_json:
         data = result.to_dict()
         for f in data["files"]:

@@ -445,6 +445,7 @@ def _ingest(
             staging.mkdir(mode=0o700)
             tasks, encodings = _span_tasks(to_process, encoding, policy, workers, staging, settings.keys_dir)
             pending = runner.start(tasks)
+        runner.confirm()  # these spans stand: their progress may be shown
         for src in to_process:
             outcomes[src.name] = FileOutcome(
                 src.name, src.definition.name, src.year, src.sha256, encoding=encodings[src.name]

@@ -47,6 +47,7 @@ class Chunk:
     frame: pl.DataFrame
     faults: list[StructuralFault] = field(default_factory=list)
     lines_read: int = 0
+    bytes_read: int = 0  # of the source file, for progress against its size
 
 
 def _read_header(handle, path: Path, encoding: str) -> tuple[list[str], bytes]:
@@ -248,15 +249,16 @@ def read_chunks(
             if not data:
                 return
             if eof:
-                cut = len(data)
+                consumed = len(data)
                 if not data.endswith(b"\n"):
                     data += b"\n"
-                    cut = len(data)
+                cut = len(data)
             else:
                 cut = data.rfind(b"\n") + 1
                 if cut == 0:  # one enormous line: keep reading
                     carry = data
                     continue
+                consumed = cut
             body, carry = data[:cut], data[cut:]
             n_lines = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _NL))
             utf8, faults = _decode_block(body, encoding, next_line)
@@ -269,7 +271,7 @@ def read_chunks(
                 else:
                     numbers, good = np.empty(0, dtype=np.int64), b""
                 frame = _parse(good, expected_columns, numbers)
-            yield Chunk(frame=frame, faults=faults, lines_read=n_lines)
+            yield Chunk(frame=frame, faults=faults, lines_read=n_lines, bytes_read=consumed)
             next_line += n_lines
             if eof:
                 return

@@ -31,7 +31,8 @@ from pipelines.ingest.errors import SpanAborted
 from pipelines.ingest.rules import compile_rules, data_year, distinct_values, evaluate, typed
 from pipelines.ingest.tokens import Tokenizer
 
-Progress = Callable[[str, int], None]
+# Called after each chunk with (source file name, lines read, bytes of the file read).
+Progress = Callable[[str, int, int], None]
 
 # Set in worker processes: a crash test's fault point then takes the whole ingest down, and
 # the orchestrator can stop a span it no longer needs (an event shared between processes).
@@ -242,7 +243,7 @@ class SpanIngest:
             if ABORT is not None and ABORT.is_set():
                 raise SpanAborted(f"{self.path.name}: span stopped by the orchestrator")
             if progress:
-                progress(self.path.name, chunk.lines_read)
+                progress(self.path.name, chunk.lines_read, chunk.bytes_read)
         if q_parts:
             self._flush_quarantine(q_parts, 99999)
 

@@ -112,10 +112,10 @@ def _warm_up() -> int:
     return pl.thread_pool_size()
 
 
-def _run_in_worker(task: SpanTask) -> SpanResult:
-    def report(source: str, lines: int) -> None:
+def _run_in_worker(task: SpanTask, run: int) -> SpanResult:
+    def report(source: str, lines: int, nbytes: int) -> None:
         if _PROGRESS is not None:
-            _PROGRESS.put((source, lines))
+            _PROGRESS.put((run, source, lines, nbytes))
 
     return run_span(task, report, overlap=False)
 
@@ -158,6 +158,13 @@ class SpanRunner:
         self._progress = progress
         self._catalog = catalog
         self._abort_event = abort_event
+        # Each start() is numbered. Progress of worker spans is held back until the batch
+        # confirms that start (its spans began before the checksums were known): reports of a
+        # start that was stopped (files ingested before) are dropped, never counted twice.
+        self.run = 0
+        self._confirmed = 0
+        self._held: list[tuple] = []
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the worker processes (idempotent): their memory is freed before the batch's
@@ -166,11 +173,31 @@ class SpanRunner:
             self._abort_event.set()  # spans of a batch that failed elsewhere stop at their next chunk
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def confirm(self) -> None:
+        """Pass on the progress of the latest start, held so far, and all that follows."""
+        with self._lock:
+            self._confirmed = self.run
+            held, self._held = self._held, []
+            for run, report in held:
+                if run == self._confirmed and self._progress:
+                    self._progress(*report)
+
+    def report(self, run: int, report: tuple) -> None:
+        """A worker's progress report (from the queue-draining thread)."""
+        with self._lock:
+            if run == self._confirmed:
+                if self._progress:
+                    self._progress(*report)
+            elif run == self.run:
+                self._held.append((run, report))
+
     def start(self, tasks: list[SpanTask]) -> Pending:
         """Start the tasks (in this process they run only when their results are asked for)."""
         if self._pool is None:
             return Pending(run_here=lambda: [run_span(t, self._progress, self._catalog) for t in tasks])
-        return Pending([self._pool.submit(_run_in_worker, t) for t in tasks], abort_event=self._abort_event)
+        self.run += 1
+        futures = [self._pool.submit(_run_in_worker, t, self.run) for t in tasks]
+        return Pending(futures, abort_event=self._abort_event)
 
 
 @contextlib.contextmanager
@@ -203,14 +230,15 @@ def span_runner(workers: int, progress: Progress | None, catalog: Catalog | None
             else:
                 os.environ[name] = value
 
+    runner = SpanRunner(pool, progress, None, abort_event)
+
     def drain() -> None:
         while (item := queue.get()) is not None:
-            if progress:
-                progress(*item)
+            run, *report = item
+            runner.report(run, tuple(report))
 
     reader = threading.Thread(target=drain, name="ingest-progress", daemon=True)
     reader.start()
-    runner = SpanRunner(pool, progress, None, abort_event)
     try:
         yield runner
     finally:

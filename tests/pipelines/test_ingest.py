@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -358,9 +359,26 @@ def test_worker_processes_give_the_same_result(
 
 
 def test_files_ingested_before_are_skipped_by_worker_batches(
-    settings: Settings, faulty_source: Path, tmp_path: Path
+    settings: Settings, faulty_source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pipelines.ingest import batch, workers
+
     settings = replace(settings, policies_dir=_worker_policies(tmp_path))
+    # The checksums are taken only once a speculative span has reported progress, so that
+    # reports of spans that are then stopped certainly arrive (and must not be counted).
+    early_report = threading.Event()
+    real_report, real_checksums = workers.SpanRunner.report, batch.with_checksums
+
+    def report(runner, run: int, item: tuple) -> None:
+        real_report(runner, run, item)
+        early_report.set()
+
+    def checksums_after_a_report(sources):
+        assert early_report.wait(120), "no span reported progress"
+        return real_checksums(sources)
+
+    monkeypatch.setattr(workers.SpanRunner, "report", report)
+    monkeypatch.setattr(batch, "with_checksums", checksums_after_a_report)
     first_dir, both_dir = tmp_path / "first", tmp_path / "both"
     first_dir.mkdir()
     both_dir.mkdir()
@@ -369,9 +387,25 @@ def test_files_ingested_before_are_skipped_by_worker_batches(
         if "OPDTE" in path.name or "ENROL" in path.name:
             shutil.copy(path, first_dir / path.name)
     first = ingest_directory(settings, first_dir, actor="alice")
-    both = ingest_directory(settings, both_dir, actor="alice")
+    reported: dict[str, list[int]] = {}
+
+    def progress(name: str, lines: int, nbytes: int) -> None:
+        seen = reported.setdefault(name, [0, 0])
+        seen[0] += lines
+        seen[1] += nbytes
+
+    early_report.clear()
+    both = ingest_directory(settings, both_dir, actor="alice", progress=progress)
     assert both.status == "committed" and both.reconciled
     status = {f.source_file: f.status for f in both.files}
+    # Progress counts every line and byte after the header of the files processed, once: the
+    # speculative spans of the files ingested before were stopped and their reports dropped.
+    expected = {}
+    for f in both.files:
+        if f.status == "ingested":
+            data = (both_dir / f.source_file).read_bytes()
+            expected[f.source_file] = [f.rows_read, len(data) - len(data.split(b"\n", 1)[0]) - 1]
+    assert reported == expected
     for f in first.files:
         assert status[f.source_file] == f"already_ingested:{first.batch}"
     assert {n for n, st in status.items() if st == "ingested"} == {
