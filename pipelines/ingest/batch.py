@@ -165,9 +165,8 @@ def _apply_crossrow(
         related.update(r.file for r in t.references)
     staged = {name: _staged_paths(staging, name) for name in related}
     committed = {name: vault.file_paths(settings, session, name) for name in related}
-    keys = {name: sorted((staging / "keys" / f"file={name}").glob("*.parquet")) for name in related}
     results = crossrow.run(
-        types, catalog, staged, committed, keys, spill_dir=staging, soft_reference_action=soft_reference_action
+        types, catalog, staged, committed, spill_dir=staging, soft_reference_action=soft_reference_action
     )
     encodings = {o.source_file: o.encoding for o in outcomes.values()}
     by_name = {s.name: s for s in sources}

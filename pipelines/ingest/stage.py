@@ -3,10 +3,9 @@
 A span (a run of whole lines, see :func:`pipelines.ingest.decode.split_spans`) is processed
 the same way in the orchestrating process or in a worker process. Everything it produces is
 a file under the batch's staging folder, named by file order and span index so spans never
-collide: accepted rows (``vault/``), key hashes for the duplicate check (``keys/``), rejected
-rows (``quarantine/``), each column's distinct values for great-expectations (``distinct/``)
-and the escrow of the identifiers it hashed (``escrow-parts/``). Counts come back as a
-:class:`SpanResult`.
+collide: accepted rows (``vault/``), rejected rows (``quarantine/``), each column's distinct
+values for great-expectations (``distinct/``) and the escrow of the identifiers it hashed
+(``escrow-parts/``). Counts come back as a :class:`SpanResult`.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import polars as pl
 from catalog import Catalog
 from catalog.model import FileDef
 from pipelines.ingest import quarantine
-from pipelines.ingest.decode import LINE_COLUMN, Span, prefetch, read_chunks
+from pipelines.ingest.decode import Span, prefetch, read_chunks
 from pipelines.ingest.errors import SpanAborted
 from pipelines.ingest.rules import compile_rules, data_year, distinct_values, evaluate, typed
 from pipelines.ingest.tokens import Tokenizer
@@ -192,10 +191,6 @@ class SpanIngest:
         frame = frame.with_columns(
             self.tokenizer.map_column(frame.get_column(c.name), c.identifier) for c in fd.identifier_columns
         )
-        # A 64-bit hash of each row's primary key, kept beside the staging area (never in the
-        # vault): the duplicate check groups these instead of the full keys.
-        keys = frame.select("_source", "_order", LINE_COLUMN, pl.struct(fd.primary_key).hash(seed=0).alias("_pkh"))
-        self.writer.submit(keys, self.staging / "keys" / f"file={fd.name}" / f"part-{self._name(chunk_no)}.parquet")
         years = frame.get_column("_year").unique()
         if years.len() == 1:
             parts = {(years[0],): frame}  # the usual case: one data year per file
