@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,17 +36,15 @@ from enclave.state.models import IngestBatch, IngestFile
 from enclave.users import require
 from pipelines import vault
 from pipelines.ingest import crossrow, quarantine
-from pipelines.ingest.crossrow import connect_duckdb
+from pipelines.ingest.crossrow import connect_duckdb, line_table
 from pipelines.ingest.decode import split_spans
 from pipelines.ingest.errors import IngestError, ValidatorDisagreement
 from pipelines.ingest.expectations import validate_distinct, warm_up
 from pipelines.ingest.report import write_report
 from pipelines.ingest.sources import SourceFile, canonical_encoding, detect_encoding, discover, with_checksums
-from pipelines.ingest.stage import SpanResult, fault_point, write_private_parquet
+from pipelines.ingest.stage import Progress, SpanResult, fault_point, write_private_parquet
 from pipelines.ingest.tokens import TOKEN_DTYPE
 from pipelines.ingest.workers import Pending, SpanRunner, SpanTask, span_runner
-
-Progress = Callable[[str, int], None]
 
 
 class IngestPolicy(PolicyModel):
@@ -191,16 +188,7 @@ def _apply_crossrow(
         write_private_parquet(qframe, staging / "quarantine" / f"crossrow-{t.name}.parquet")
         # Rewrite this file type's staged rows without the rejected ones.
         paths = staged[t.name]
-        con.register(
-            "rejects",
-            pl.DataFrame(
-                {
-                    "_source": [r[0] for r in result.rejected],
-                    "_line": [r[1] for r in result.rejected],
-                },
-                schema={"_source": pl.String, "_line": pl.Int64},
-            ).to_arrow(),
-        )
+        con.register("rejects", line_table(result.rejected))
         for path in paths:
             kept = con.sql(
                 f"SELECT * FROM read_parquet('{path}') p ANTI JOIN rejects r "

@@ -33,6 +33,15 @@ def connect_duckdb(spill_dir: Path, memory_limit: str = "1GB") -> duckdb.DuckDBP
     return con
 
 
+def line_table(rows: list[tuple]) -> pa.Table:
+    """The (``_source``, ``_line``) pairs of rejected rows (file name, line first) as a table
+    to anti-join staged rows against."""
+    return pl.DataFrame(
+        {"_source": [r[0] for r in rows], "_line": [r[1] for r in rows]},
+        schema={"_source": pl.String, "_line": pl.Int64},
+    ).to_arrow()
+
+
 def _scan(paths: list[Path]) -> str:
     quoted = ", ".join(f"'{p}'" for p in paths)
     return f"read_parquet([{quoted}], union_by_name=true, hive_partitioning=false)"
@@ -146,13 +155,7 @@ def missing_parents(
     if not staged or definition.parent is None:
         return []
     cols = definition.parent.columns
-    con.register(
-        "parent_rejected",
-        pl.DataFrame(
-            {"_source": [r[0] for r in parent_rejected], "_line": [r[1] for r in parent_rejected]},
-            schema={"_source": pl.String, "_line": pl.Int64},
-        ).to_arrow(),
-    )
+    con.register("parent_rejected", line_table(parent_rejected))
     if parent_paths:
         sql = f"""
             SELECT c._source, c._line FROM {_scan(staged)} c
@@ -194,13 +197,7 @@ def references(
     warnings: list[dict] = []
     if not staged:
         return rejected, warnings
-    con.register(
-        "ref_exclude",
-        pl.DataFrame(
-            {"_source": [r[0] for r in already_rejected], "_line": [r[1] for r in already_rejected]},
-            schema={"_source": pl.String, "_line": pl.Int64},
-        ).to_arrow(),
-    )
+    con.register("ref_exclude", line_table(already_rejected))
     rows_left = f"{_scan(staged)} c ANTI JOIN ref_exclude x ON c._source = x._source AND c._line = x._line"
     for ref in definition.references:
         target = targets.get(ref.file, [])

@@ -263,7 +263,7 @@ def read_chunks(
             n_lines = int(np.count_nonzero(np.frombuffer(body, dtype=np.uint8) == _NL))
             utf8, faults = _decode_block(body, encoding, next_line)
             removed = np.array(sorted(f.line for f in faults), dtype=np.int64)
-            frame = _clean_block(utf8, expected_columns, next_line) if not faults else None
+            frame = _clean_block(utf8, expected_columns, next_line, n_lines) if not faults else None
             if frame is None:
                 if utf8:
                     numbers, _ok, more, good = _line_structure(utf8, n_fields, next_line, removed)
@@ -277,7 +277,7 @@ def read_chunks(
                 return
 
 
-def _clean_block(data: bytes, columns: list[str], first_line: int) -> pl.DataFrame | None:
+def _clean_block(data: bytes, columns: list[str], first_line: int, n_lines: int) -> pl.DataFrame | None:
     """Parse a block that is structurally clean, or return None when it may not be.
 
     The exact per-line check (:func:`_line_structure`) costs as much as parsing, and nearly
@@ -285,10 +285,10 @@ def _clean_block(data: bytes, columns: list[str], first_line: int) -> pl.DataFra
     separators number exactly ``lines × (fields - 1)`` and the strict parser (which refuses any
     line with too many fields) succeeds, no line can have too few fields either, and blank
     lines (no separators) cannot occur. Anything else returns None and the caller takes the
-    exact path, which names every faulty line.
+    exact path, which names every faulty line. ``n_lines`` is the block's line count (decoding
+    a block without faults keeps every line end).
     """
     arr = np.frombuffer(data, dtype=np.uint8)
-    n_lines = int(np.count_nonzero(arr == _NL))
     if not n_lines or int(np.count_nonzero(arr == _COMMA)) != n_lines * (len(columns) - 1):
         return None
     try:
