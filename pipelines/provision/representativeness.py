@@ -6,7 +6,7 @@ visits by ICD-10 chapter of the principal diagnosis with and without the opted-o
 it gives each category's share in both, the absolute shift in percentage points and the
 relative shift. A category whose shift exceeds the policy
 threshold (``policies/provisioning.yaml``) is flagged. Output: ``summary.json``, one PNG per
-dimension (matplotlib, Agg backend) and ``report.html`` (jinja2). All counts come from DuckDB
+dimension (:mod:`pipelines.provision.bar_chart`) and ``report.html`` (jinja2). All counts come from DuckDB
 aggregates over the vault; no row-level data leaves this module.
 """
 
@@ -22,6 +22,7 @@ import polars as pl
 from jinja2 import Environment, select_autoescape
 
 from catalog import Catalog
+from pipelines.provision.bar_chart import grouped_bar_chart
 from pipelines.provision.coarsen import quote
 from pipelines.provision.extract import PathsFor, parquet_source
 from pipelines.provision.policy import RepresentativenessPolicy
@@ -184,26 +185,15 @@ def compute_counts(
         int(totals[0]), int(totals[1])
 
 
-def _plot(rows: pl.DataFrame, dimension: str, path: Path) -> None:
-    # The object API with the Agg canvas: no pyplot state, safe outside the main thread.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+_AXIS_LABELS = {"icd10_chapter": "share of visits (%)"}
 
-    cats = rows.get_column("category").to_list()
-    x = range(len(cats))
-    fig = Figure(figsize=(max(6, 0.45 * len(cats) + 2), 4))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    width = 0.4
-    ax.bar([i - width / 2 for i in x], (rows["share_all"] * 100).to_list(), width, label="all people")
-    ax.bar([i + width / 2 for i in x], (rows["share_kept"] * 100).to_list(), width, label="without opt-outs")
-    ax.set_xticks(list(x))
-    ax.set_xticklabels([c[:28] for c in cats], rotation=60 if len(cats) > 6 else 0, ha="right", fontsize=7)
-    ax.set_ylabel("share of people (%)")
-    ax.set_title(dimension)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+
+def _plot(rows: pl.DataFrame, dimension: str, path: Path) -> None:
+    grouped_bar_chart(
+        path, title=dimension, categories=rows.get_column("category").to_list(),
+        series=[("all people", (rows["share_all"] * 100).to_list()),
+                ("without opt-outs", (rows["share_kept"] * 100).to_list())],
+        axis_label=_AXIS_LABELS.get(dimension, "share of people (%)"))
 
 
 def write_report(
