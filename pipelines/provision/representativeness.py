@@ -99,52 +99,40 @@ def compute_counts(
     """Counts per (dimension, category) for all people and for those kept; needs ``optout``
     registered on ``con`` (done by :func:`pipelines.provision.extract.register_optouts`)."""
     years = sorted({y for p in plans for y in p.years})
-    people_sources = []
-    for plan in plans:
-        if plan.person_column:
-            for year in plan.years:
-                paths = paths_for(plan.file, year)
-                if paths:
-                    people_sources.append(f"SELECT {quote(plan.person_column)} AS token FROM {parquet_source(paths)}")
-    if not people_sources:
-        return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
-                                    "n_all": pl.Int64, "n_kept": pl.Int64}), 0, 0
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE rep_people AS SELECT DISTINCT token FROM ("
-        + " UNION ALL ".join(people_sources) + ") WHERE token IS NOT NULL"
-    )
-    # Demographics from every vault file with the person's sex and birth date in those years
-    # (aggregate use only); region from enrollment when the vault holds it.
-    demo_sources = []
+    in_plans = {(plan.file, year) for plan in plans if plan.person_column for year in plan.years}
+    # One source per vault (file, year): the project's people (``in_plan``), and their sex,
+    # birth date and region from every file in those years that has them (aggregate use only;
+    # region from enrollment when the vault holds it). One GROUP BY over all of them finds
+    # the people and their demographics in a single pass over each file.
+    sources, people_found = [], False
     for fd in catalog.files:
         names = set(fd.column_names)
         person = next((c.name for c in fd.columns if c.identifier == "person"), None)
-        if person is None or not {"ID_S", "ID_BIRTHDAY"} <= names:
+        if person is None:
             continue
-        paths = [p for y in years for p in paths_for(fd.name, y)]
-        if not paths:
-            continue
-        region = "ID1_CITY" if "ID1_CITY" in names else "NULL"
-        demo_sources.append(
-            f"SELECT {quote(person)} AS token, ID_S AS sex, ID_BIRTHDAY AS birth, "
-            f"CAST({region} AS VARCHAR) AS region FROM {parquet_source(paths)}"
-        )
+        demographic = {"ID_S", "ID_BIRTHDAY"} <= names
+        if demographic:
+            region = "ID1_CITY" if "ID1_CITY" in names else "NULL"
+            columns = f"ID_S AS sex, ID_BIRTHDAY AS birth, CAST({region} AS VARCHAR) AS region"
+        else:
+            columns = "NULL::VARCHAR AS sex, NULL::DATE AS birth, NULL::VARCHAR AS region"
+        for year in years:
+            in_plan = (fd.name, year) in in_plans
+            paths = paths_for(fd.name, year) if (in_plan or demographic) else []
+            if paths:
+                people_found = people_found or in_plan
+                sources.append(f"SELECT {quote(person)} AS token, {columns}, {str(in_plan).lower()} AS in_plan "
+                               f"FROM {parquet_source(paths)}")
+    if not people_found:
+        return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
+                                    "n_all": pl.Int64, "n_kept": pl.Int64}), 0, 0
     on = date(years[-1], 12, 31)
-    if demo_sources:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE rep_demo AS SELECT token, any_value(sex) AS sex, "
-            "any_value(birth) AS birth, any_value(region) AS region FROM ("
-            + " UNION ALL ".join(demo_sources) + ") GROUP BY token"
-        )
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE rep_demo AS SELECT NULL::BLOB AS token, "
-                    "NULL::VARCHAR AS sex, NULL::DATE AS birth, NULL::VARCHAR AS region WHERE false")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE rep AS SELECT p.token, "
-        "p.token IN (SELECT token FROM optout) AS opted_out, "
-        f"{_age_sql('d.birth', policy.age_edges, on)} AS age_group, "
-        "coalesce(d.sex, 'unknown') AS sex, coalesce(d.region, 'unknown') AS region "
-        "FROM rep_people p LEFT JOIN rep_demo d USING (token)"
+        "CREATE OR REPLACE TEMP TABLE rep AS SELECT token, token IN (SELECT token FROM optout) AS opted_out, "
+        f"{_age_sql('birth', policy.age_edges, on)} AS age_group, "
+        "coalesce(sex, 'unknown') AS sex, coalesce(region, 'unknown') AS region FROM ("
+        "SELECT token, any_value(sex) AS sex, any_value(birth) AS birth, any_value(region) AS region FROM ("
+        + " UNION ALL ".join(sources) + ") WHERE token IS NOT NULL GROUP BY token HAVING bool_or(in_plan))"
     )
     chapters = catalog.codesets["icd10cm_chapters"].chapters or []
     # Chapter ranges are contiguous 3-character categories. Visits are first counted per

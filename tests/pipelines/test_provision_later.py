@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
+from itertools import pairwise
 from pathlib import Path
 
 import polars as pl
@@ -141,6 +142,39 @@ def test_representativeness_chapters_match_the_source(base: tuple[Path, dict], h
             expected[f"{chapter.chapter:02d} {chapter.en}"] = (rows.height, rows.filter(~pl.col("opted")).height)
     assert expected and got == expected
     assert sum(n for n, _ in got.values()) == visits.height
+
+
+def test_representativeness_people_match_the_source(base: tuple[Path, dict], home: tuple[Settings, dict]) -> None:
+    """People by sex, region and age group, all and without the opted-out people, recomputed
+    from the source files: the project's people are everyone in its approved person files
+    (visits and enrollment), region comes from enrollment, age is on 31 December 2023."""
+    root, _ = base
+    settings, codes = home
+    _prov._provision(settings, codes["a"])
+    summary = json.loads((settings.projects_dir / codes["a"] / "extract" / "representativeness"
+                          / "summary.json").read_text())
+    opted = list(_prov._opted_out_ids(root, START.date()))
+    enrol = _prov._source(root, "H_NHI_ENROL")
+    rows = pl.concat([_prov._source(root, "H_NHI_OPDTE").select("ID", "ID_S", "ID_BIRTHDAY"),
+                      enrol.select("ID", "ID_S", "ID_BIRTHDAY")]).unique()
+    region = enrol.select("ID", "ID1_CITY").unique()
+    # The synthetic sources give each person one sex, birth date and city, so "any value" is exact.
+    assert rows["ID"].is_unique().all() and region["ID"].is_unique().all()
+    edges = summary["thresholds"]["age_edges"]
+    age = 2023 - pl.col("ID_BIRTHDAY").str.slice(0, 4).cast(pl.Int32)
+    group = pl.lit(f"{edges[-1]:02d}+")
+    for low, high in reversed(list(pairwise(edges))):
+        group = pl.when(age < high).then(pl.lit(f"{low:02d}-{high - 1:02d}")).otherwise(group)
+    people = rows.join(region, on="ID", how="left").with_columns(
+        age_group=group, sex=pl.col("ID_S"), region=pl.col("ID1_CITY").fill_null("unknown"),
+        opted=pl.col("ID").is_in(opted))
+    assert summary["people_all"] == people.height
+    assert summary["people_kept"] == people.filter(~pl.col("opted")).height
+    for dim in ("age_group", "sex", "region"):
+        got = {r["category"]: (r["n_all"], r["n_kept"]) for r in summary["dimensions"][dim]}
+        expected = {r[dim]: (r["n_all"], r["n_kept"]) for r in people.group_by(dim).agg(
+            n_all=pl.len(), n_kept=(~pl.col("opted")).sum()).to_dicts()}
+        assert got == expected, dim
 
 
 def test_shift_threshold_warns() -> None:
