@@ -242,7 +242,10 @@ def test_pseudonyms_differ_between_projects_and_agree_across_files(
     assert set(a_vis["ID"]) | set(a_enrol["ID"]) == set(index["pseudonym"])
 
 
-def test_only_approved_columns_and_years_coarsened_and_read_only(home: tuple[Settings, dict]) -> None:
+def test_only_approved_columns_and_years_coarsened_and_read_only(
+    base: tuple[Path, dict], home: tuple[Settings, dict]
+) -> None:
+    root, _ = base
     settings, codes = home
     code = codes["a"]  # ICD9CM_3 refused, H_NHI_OPDTO 2022 refused
     _provision(settings, code)
@@ -256,10 +259,14 @@ def test_only_approved_columns_and_years_coarsened_and_read_only(home: tuple[Set
                              "FUNC_TYPE", "FUNC_DATE", "ID_BIRTHDAY", "ID", "ID_S", "ICD9CM_1",
                              "ICD9CM_2"]
     assert _read(settings, code, "H_NHI_ENROL").columns == ["PREM_YM", "ID", "ID1_CITY"]
-    # Coarsening: birth date to year-month text; visit date kept (coarsen: none).
-    assert opdte.schema["ID_BIRTHDAY"] == pl.String
-    assert opdte["ID_BIRTHDAY"].str.contains(r"^\d{4}-\d{2}$").all()
-    assert opdte.schema["FUNC_DATE"] == pl.Date
+    # Coarsening: birth date rounded down to its month, still a date; visit date kept
+    # (coarsen: none). Every kept visit's value is its source birth date so rounded.
+    assert opdte.schema["ID_BIRTHDAY"] == pl.Date and opdte.schema["FUNC_DATE"] == pl.Date
+    source = _source(root, "H_NHI_OPDTE").filter(~pl.col("ID").is_in(list(_opted_out_ids(root, START.date()))))
+    expected = source.select(pl.col("ID_BIRTHDAY").str.to_date("%Y%m%d").dt.month_start()).to_series().sort()
+    assert opdte["ID_BIRTHDAY"].sort().to_list() == expected.to_list()
+    assert (opdte["ID_BIRTHDAY"].dt.day() == 1).all()
+    assert opdte["FUNC_DATE"].sort().to_list() == source["FUNC_DATE"].str.to_date("%Y%m%d").sort().to_list()
     # Read-only: folders 0550, files 0440; pseudonym registry custodian-only.
     for path in [extract, *extract.rglob("*")]:
         mode = path.stat().st_mode & 0o777
@@ -268,7 +275,7 @@ def test_only_approved_columns_and_years_coarsened_and_read_only(home: tuple[Set
     # The dictionary documents exactly the columns provided.
     text = (extract / "data_dictionary.md").read_text()
     assert "`ICD9CM_2`" in text and "`ICD9CM_3`" not in text and "`_source`" not in text
-    assert "year-month" in text and "person pseudonym" in text
+    assert "rounded down to the first day of its month" in text and "person pseudonym" in text
     assert "ID_BIRTHDAY" in (extract / "data_dictionary.html").read_text()
     manifest = json.loads((extract / "manifest.json").read_text())
     for info in manifest["files"].values():
