@@ -37,6 +37,7 @@ from pipelines.provision.select import FilePlan
 
 EXTRACT = "extract"
 STAGING_PREFIX = ".tmp-extract-"
+STAGED_FILE_PREFIX = ".tmp-file-"
 RETIRED_PREFIX = ".old-extract-"
 INDEX_KINDS = ("person", "institution")
 DIR_MODE, FILE_MODE = 0o550, 0o440
@@ -305,12 +306,21 @@ def copy_files(
     return ExtractOutcome(outcomes, prepared.mappings)
 
 
+def write_distinct_values(table: pa.Table, path: Path) -> None:
+    """Write a table whose columns hold distinct values (pseudonyms, indexes) as Parquet.
+
+    No dictionary encoding: every value is distinct, so pyarrow would build a dictionary only
+    to abandon it (631 k pseudonyms: 0.18 s with it, 0.05 s without).
+    """
+    pq.write_table(table, path, use_dictionary=False, compression="zstd")
+
+
 def write_indexes(prepared: Prepared, stage: Path, previous_index: dict[str, pa.Table] | None = None) -> None:
     """The person and institution index files (``<kind>_index.parquet``) of the extract."""
     for kind in INDEX_KINDS:
         mapping = prepared.mappings.get(kind)
         names = mapping.column("pseudonym") if mapping is not None else pa.array([], pa.string())
-        pq.write_table(stable_index(names, (previous_index or {}).get(kind)), stage / f"{kind}_index.parquet")
+        write_distinct_values(stable_index(names, (previous_index or {}).get(kind)), stage / f"{kind}_index.parquet")
 
 
 def make_read_only(root: Path) -> None:
@@ -339,13 +349,24 @@ def new_stage(project_dir: Path) -> Path:
     return stage
 
 
+def new_staged_file(project_dir: Path, name: str) -> Path:
+    """An empty private (0600) file in ``project_dir`` to be renamed to ``name`` once complete."""
+    path = project_dir / f"{STAGED_FILE_PREFIX}{secrets.token_hex(6)}-{name}"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # never readable by others
+    return path
+
+
 def remove_leftovers(project_dir: Path) -> list[str]:
-    """Delete staging and retired folders left by interrupted runs; return their names."""
+    """Delete staging and retired folders and staged files left by interrupted runs; return
+    their names."""
     removed = []
     for prefix in (STAGING_PREFIX, RETIRED_PREFIX):
         for path in sorted(project_dir.glob(f"{prefix}*")):
             force_remove(path)
             removed.append(path.name)
+    for path in sorted(project_dir.glob(f"{STAGED_FILE_PREFIX}*")):
+        path.unlink()
+        removed.append(path.name)
     return removed
 
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -123,14 +122,15 @@ def optouts_digest(tokens: set[bytes]) -> str:
     return digest.hexdigest()
 
 
-def _write_pseudonyms(root: Path, mappings: dict[str, pa.Table]) -> None:
+def _stage_pseudonyms(root: Path, mappings: dict[str, pa.Table]) -> Path:
+    """Write the custodian-side pseudonym registry to a staged file in the project area (0600);
+    the caller renames it into place once the extract is published."""
     columns = [mappings[kind].column("pseudonym") for kind in sorted(mappings)]
     names = pa.chunked_array([c for col in columns for c in col.chunks], pa.string())
-    tmp = root / f".{PSEUDONYMS_FILE}.{secrets.token_hex(4)}.tmp"
+    tmp = extract.new_staged_file(root, PSEUDONYMS_FILE)
     # Each kind's pseudonyms are distinct already (checked when hashed).
-    pq.write_table(pa.table({"pseudonym": names}), tmp)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, root / PSEUDONYMS_FILE)
+    extract.write_distinct_values(pa.table({"pseudonym": names}), tmp)
+    return tmp
 
 
 class _Background:
@@ -216,6 +216,7 @@ def provision_project(
                           temp_dir=temp)
     moment = clock.now()
     report: _Background | None = None
+    registry: Path | None = None
     try:
         extract.register_optouts(con, opted)
         # The population counts run in DuckDB (GIL released) on a second cursor while this
@@ -231,10 +232,18 @@ def provision_project(
             counting.join()
             cursor.close()
         counts, people_all, people_kept = counting.result()
-        # The report (plots) and the index files are Python and Polars work; DuckDB's COPY
-        # releases the GIL, so they are written meanwhile.
+        stamp = moment.isoformat(timespec="seconds")
+
+        # Everything but the rows is Python, Polars and pyarrow work; DuckDB's COPY releases
+        # the GIL, so it is written meanwhile.
         def side_files() -> dict:
+            nonlocal registry
             extract.write_indexes(prepared, stage, previous)
+            (stage / "data_dictionary.md").write_text(
+                dictionary.render_markdown(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
+            (stage / "data_dictionary.html").write_text(
+                dictionary.render_html(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
+            registry = _stage_pseudonyms(root, prepared.mappings)
             return representativeness.write_report(
                 stage / "representativeness", project=code, counts=counts, people_all=people_all,
                 people_kept=people_kept, policy=policy.representativeness)
@@ -243,11 +252,6 @@ def provision_project(
         outcome = extract.copy_files(con, prepared, plans=plans, catalog=catalog,
                                      paths_for=paths_for, stage=stage, on_step=on_step)
         summary = report.result()
-        stamp = moment.isoformat(timespec="seconds")
-        (stage / "data_dictionary.md").write_text(
-            dictionary.render_markdown(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
-        (stage / "data_dictionary.html").write_text(
-            dictionary.render_html(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
         for f in outcome.files:
             for part in f.parts:
                 part["sha256"] = sha256_file(stage / part["path"])
@@ -274,11 +278,13 @@ def provision_project(
         if report is not None:
             report.join()  # never delete the stage under a thread still writing into it
         extract.force_remove(stage)
+        if registry is not None:
+            registry.unlink(missing_ok=True)
         raise
     finally:
         con.close()
         shutil.rmtree(temp, ignore_errors=True)
-    _write_pseudonyms(root, outcome.mappings)
+    os.replace(registry, root / PSEUDONYMS_FILE)
     manifest_sha = hashlib.sha256(text.encode()).hexdigest()
     excluded_people = sum(f.excluded_people for f in outcome.files)
     record = session.execute(select(ProjectExtract).where(ProjectExtract.project_code == code)).scalar_one_or_none()

@@ -310,16 +310,17 @@ def test_killed_provisioning_leaves_no_extract_and_rerun_succeeds(home: tuple[Se
     assert not (root / "extract").exists()
     assert not (root / "pseudonyms.parquet").exists()
     assert list(root.glob(".tmp-extract-*")), "the killed run should have left its staging folder"
+    assert list(root.glob(".tmp-file-*")), "the killed run should have left its staged pseudonym registry"
     result = _provision(settings, code)
     assert (root / "extract" / "manifest.json").is_file() and result.rows > 0
-    assert not list(root.glob(".tmp-extract-*"))
+    assert not list(root.glob(".tmp-*"))
     # A killed re-run leaves the previous extract untouched.
     before = (root / "extract" / "manifest.json").read_bytes()
     _killed_run(settings, code)
     assert (root / "extract" / "manifest.json").read_bytes() == before
     again = _provision(settings, code)
     assert again.rows == result.rows
-    assert not list(root.glob(".tmp-extract-*"))
+    assert not list(root.glob(".tmp-*"))
 
 
 def _expire(settings: Settings, code: str) -> None:

@@ -1,0 +1,49 @@
+"""Stage-2 pseudonyms: the mapping table, its text form, and the collision stop."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import os
+
+import pyarrow as pa
+import pytest
+
+from enclave.keys import SecretKey
+from pipelines.provision import pseudonymize
+from pipelines.provision.errors import Stage2CollisionError
+from pipelines.provision.pseudonymize import encode_many, encode_pseudonym, stage2_mapping
+
+
+def test_mapping_is_the_truncated_hmac_of_kind_and_token_in_url_safe_base64():
+    raw = os.urandom(32)
+    tokens = [os.urandom(16) for _ in range(1000)]
+    table = stage2_mapping(SecretKey(raw, "test project"), "person", pa.array(tokens, pa.binary()))
+    assert table.column("token").to_pylist() == tokens
+    expected = [
+        base64.urlsafe_b64encode(hmac.digest(raw, b"person\x00" + t, "sha256")[:16]).decode().rstrip("=")
+        for t in tokens
+    ]
+    assert table.column("pseudonym").to_pylist() == expected
+    assert all(len(p) == pseudonymize.PSEUDONYM_CHARS for p in expected)
+
+
+def test_kinds_are_kept_apart():
+    key, token = SecretKey(os.urandom(32), "test project"), os.urandom(16)
+    person = stage2_mapping(key, "person", pa.array([token], pa.binary())).column("pseudonym")[0]
+    institution = stage2_mapping(key, "institution", pa.array([token], pa.binary())).column("pseudonym")[0]
+    assert person != institution
+
+
+def test_bulk_encoding_equals_one_by_one():
+    digests = [os.urandom(16) for _ in range(257)] + [b"\x00" * 16, b"\xff" * 16]
+    assert encode_many(digests).to_pylist() == [encode_pseudonym(d) for d in digests]
+    assert encode_many([]).to_pylist() == []
+
+
+def test_two_tokens_with_one_pseudonym_stop_provisioning(monkeypatch):
+    monkeypatch.setattr(pseudonymize, "keyed_digests", lambda key, kind, values: [b"\x01" * 16 for _ in values])
+    with pytest.raises(Stage2CollisionError, match="two person tokens share a stage-2 pseudonym"):
+        stage2_mapping(
+            SecretKey(os.urandom(32), "test project"), "person", pa.array([b"a" * 16, b"b" * 16], pa.binary())
+        )
