@@ -1,7 +1,8 @@
 """Writing one project extract: DuckDB over the vault Parquet, staged then renamed into place.
 
-Two passes per extract. Pass 1 reads only identifier columns to find the distinct stage-1
-tokens of each kind that survive opt-out exclusion, and hashes each once
+Two passes per extract. Pass 1 finds the distinct stage-1 tokens of each kind that survive
+opt-out exclusion (the people from :mod:`pipelines.provision.people`, other identifiers from
+their columns), and hashes each once
 (:mod:`pipelines.provision.pseudonymize`). Pass 2 streams each approved (file, year) through
 one ``COPY (SELECT ...) TO parquet``: anti-join on the opt-out registry (order files through
 their parent claim's key), hash joins to the pseudonym tables, coarsening expressions, only
@@ -20,6 +21,7 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,6 +144,7 @@ def register_optouts(con: duckdb.DuckDBPyConnection, opted_out: set[bytes]) -> N
 def _prepare_exclusions(
     con: duckdb.DuckDBPyConnection, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor
 ) -> None:
+    # Plain tables of the in-memory database (not TEMP): pass 1 reads them from another cursor.
     for parent in sorted({p.parent_file for p in plans if p.parent_file}):
         plan = next(p for p in plans if p.parent_file == parent)
         parent_def = catalog.file(parent)
@@ -156,42 +159,60 @@ def _prepare_exclusions(
                 "excluded from the order rows"
             )
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {keys} FROM {parquet_source(paths)} p "
+            f"CREATE OR REPLACE TABLE {table} AS SELECT DISTINCT {keys} FROM {parquet_source(paths)} p "
             f"SEMI JOIN optout o ON p.{quote(person)} = o.token"
         )
 
 
-def _distinct_tokens(
-    con: duckdb.DuckDBPyConnection, plans: list[FilePlan], paths_for: PathsFor
-) -> tuple[dict[str, pa.Array], dict[str, int]]:
-    """Pass 1: distinct stage-1 tokens per kind over the rows that will be written, and per
-    file the number of distinct opted-out people whose rows are excluded (all in DuckDB; the
-    tokens come back as Arrow arrays, never as Python sets)."""
-    selects: dict[str, list[str]] = {}
-    excluded_people: dict[str, int] = {}
+def excluded_people(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], paths_for: PathsFor) -> dict[str, int]:
+    """Per file with a person column, the distinct opted-out people whose rows are excluded
+    (over all approved years: a person excluded in two years counts once per file)."""
+    out = {}
+    for plan in plans:
+        paths = [p for year in plan.years for p in paths_for(plan.file, year)]
+        if plan.person_column and paths:
+            person = quote(plan.person_column)
+            out[plan.file] = int(con.sql(
+                f"SELECT count(DISTINCT t.{person}) FROM {parquet_source(paths)} t "
+                f"SEMI JOIN optout o ON t.{person} = o.token").fetchall()[0][0])
+    return out
+
+
+def _distinct_token_queries(plans: list[FilePlan], paths_for: PathsFor, people_table: str) -> dict[str, str]:
+    """Pass 1, per kind: the query for the distinct stage-1 tokens over the rows that will be
+    written (run in DuckDB; the tokens come back as Arrow arrays, never as Python sets).
+
+    The people in an approved person column come from ``people_table`` (built by
+    :mod:`pipelines.provision.people` in the same pass as the report's demographics); other
+    identifier columns are read here.
+    """
+    selects: dict[str, list[str]] = {"person": [f"SELECT token FROM {people_table} WHERE pseudonymised"]}
     for plan in plans:
         paths = [p for year in plan.years for p in paths_for(plan.file, year)]
         if not paths:
             continue
-        if plan.person_column:
-            person = quote(plan.person_column)
-            excluded_people[plan.file] = int(con.sql(
-                f"SELECT count(DISTINCT t.{person}) FROM {parquet_source(paths)} t "
-                f"SEMI JOIN optout o ON t.{person} = o.token").fetchall()[0][0])
         # Person files need no anti-join here: opted-out person tokens are dropped below.
         source = f"{parquet_source(paths)} t" if plan.person_column else _source_sql(plan, paths)
         for column, kind in plan.identifiers.items():
+            if column == plan.person_column:
+                continue  # in people_table
             selects.setdefault(kind, []).append(
                 f"SELECT t.{quote(column)} AS token FROM {source} WHERE t.{quote(column)} IS NOT NULL")
-    out: dict[str, pa.Array] = {}
-    for kind, parts in sorted(selects.items()):
-        # No opted-out person gets a pseudonym: their rows are dropped by the inner join,
-        # and a second person column (e.g. the insured of a dependant) that names one is
-        # written as null while the row stays.
-        exclude = " ANTI JOIN optout o ON u.token = o.token" if kind == "person" else ""
-        found = con.sql(f"SELECT DISTINCT u.token FROM ({' UNION ALL '.join(parts)}) u{exclude}").to_arrow_table()
-        out[kind] = found.column("token").combine_chunks()
-    return out, excluded_people
+    # No opted-out person gets a pseudonym: their rows are dropped by the inner join, and a
+    # second person column (e.g. the insured of a dependant) that names one is written as null
+    # while the row stays.
+    queries = {
+        kind: f"SELECT DISTINCT u.token FROM ({' UNION ALL '.join(parts)}) u"
+        + (" ANTI JOIN optout o ON u.token = o.token" if kind == "person" else "")
+        for kind, parts in sorted(selects.items())
+    }
+    if len(selects["person"]) == 1:  # people_table alone: its tokens are distinct and flagged
+        queries["person"] = f"SELECT token FROM {people_table} WHERE pseudonymised AND NOT opted_out"
+    return queries
+
+
+def _tokens(con: duckdb.DuckDBPyConnection, query: str) -> pa.Array:
+    return con.sql(query).to_arrow_table().column("token").combine_chunks()
 
 
 def stable_index(pseudonyms: pa.Array, previous: pa.Table | None) -> pa.Table:
@@ -242,10 +263,9 @@ def _select_sql(plan: FilePlan, catalog: Catalog, paths: list[Path]) -> str:
 
 @dataclass
 class Prepared:
-    """Pass 1 done: pseudonym tables loaded into the connection, opted-out people per file."""
+    """Pass 1 done: pseudonym tables loaded into the connection."""
 
     mappings: dict[str, pa.Table]
-    excluded_people: dict[str, int]
 
 
 def prepare(
@@ -255,18 +275,31 @@ def prepare(
     catalog: Catalog,
     paths_for: PathsFor,
     key: SecretKey,
+    people_table: str,
 ) -> Prepared:
     """Find the excluded claims, hash each distinct token once, and load the (token, pseudonym)
-    tables as ``map_<kind>`` into ``con``; :func:`register_optouts` must have run."""
+    tables as ``map_<kind>`` into ``con``; :func:`register_optouts` must have run and
+    ``people_table`` (:mod:`pipelines.provision.people`) must exist."""
     _prepare_exclusions(con, plans, catalog, paths_for)
-    tokens, excluded_people = _distinct_tokens(con, plans, paths_for)
-    mappings = {kind: stage2_mapping(key, kind, values) for kind, values in tokens.items()}
+    queries = _distinct_token_queries(plans, paths_for, people_table)
+    mappings: dict[str, pa.Table] = {}
+    cursor = con.cursor()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provision-pass1") as pool:
+            # The other kinds' distinct values are found by DuckDB (GIL released) while this
+            # thread hashes the people, which come from a small table and so come first.
+            others = {kind: pool.submit(_tokens, cursor, q) for kind, q in queries.items() if kind != "person"}
+            mappings["person"] = stage2_mapping(key, "person", _tokens(con, queries["person"]))
+            for kind, found in others.items():
+                mappings[kind] = stage2_mapping(key, kind, found.result())
+    finally:
+        cursor.close()
     for kind, table in mappings.items():
         # Materialised tables, not registered Arrow views: DuckDB joins its own tables faster.
         con.register(f"map_{kind}_arrow", table)
         con.execute(f"CREATE OR REPLACE TEMP TABLE map_{kind} AS SELECT * FROM map_{kind}_arrow")
         con.unregister(f"map_{kind}_arrow")
-    return Prepared(mappings, excluded_people)
+    return Prepared(mappings)
 
 
 def copy_files(
@@ -300,8 +333,6 @@ def copy_files(
             outcome.parts.append({"path": str(target.relative_to(stage)), "year": year, "rows": int(written)})
             step(f"{plan.file} {year}: {written} rows")
         outcome.excluded_rows = outcome.rows_read - outcome.rows
-        # Distinct over all years: a person excluded in two years counts once per file.
-        outcome.excluded_people = prepared.excluded_people.get(plan.file, 0)
         outcomes.append(outcome)
     return ExtractOutcome(outcomes, prepared.mappings)
 

@@ -38,7 +38,7 @@ from enclave.roles import Role
 from enclave.state.models import Project, ProjectExtract
 from enclave.users import require
 from pipelines import vault
-from pipelines.provision import dictionary, extract, representativeness
+from pipelines.provision import dictionary, extract, people, representativeness
 from pipelines.provision.errors import ProjectNotProvisionable
 from pipelines.provision.policy import provisioning_policy
 from pipelines.provision.select import FilePlan, plan_selection
@@ -209,49 +209,60 @@ def provision_project(
     root = project_dir(settings, code)
     _ensure_project_area(root)
     extract.remove_leftovers(root)
-    previous = read_index(root / extract.EXTRACT)
     stage = extract.new_stage(root)
     temp = settings.tmp_dir / f"duckdb-{code}-{secrets.token_hex(4)}"
     con = extract.connect(memory_limit=policy.duckdb_memory_limit, threads=policy.duckdb_threads,
                           temp_dir=temp)
     moment = clock.now()
     report: _Background | None = None
+    tally: _Background | None = None
     registry: Path | None = None
     try:
         extract.register_optouts(con, opted)
-        # The population counts run in DuckDB (GIL released) on a second cursor while this
-        # thread hashes the distinct tokens in Python.
+        people.build(con, plans=plans, catalog=catalog, paths_for=paths_for)
+        # The report's counts and the excluded people per file run in DuckDB (GIL released) on
+        # a second cursor while this thread hashes the distinct tokens, and on into the COPY.
         cursor = con.cursor()
-        counting = _Background(lambda: representativeness.compute_counts(
-            cursor, plans=plans, catalog=catalog, paths_for=paths_for,
-            policy=policy.representativeness))
-        try:
-            prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for,
-                                       key=key)
-        finally:
-            counting.join()
-            cursor.close()
-        counts, people_all, people_kept = counting.result()
+
+        def count() -> tuple[tuple[pl.DataFrame, int, int], dict[str, int]]:
+            try:
+                return (representativeness.compute_counts(cursor, plans=plans, catalog=catalog,
+                                                          paths_for=paths_for, policy=policy.representativeness),
+                        extract.excluded_people(cursor, plans, paths_for))
+            finally:
+                cursor.close()
+
+        tally = _Background(count)
+        # While this thread hashes in Python, DuckDB keeps to one thread (the calling one of each
+        # query), so the hashing, which the COPY waits for, has a core of its own.
+        con.execute("SET threads = 1")
+        prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for, key=key,
+                                   people_table=people.TABLE)
+        con.execute(f"SET threads = {int(policy.duckdb_threads)}")
         stamp = moment.isoformat(timespec="seconds")
 
         # Everything but the rows is Python, Polars and pyarrow work; DuckDB's COPY releases
         # the GIL, so it is written meanwhile.
-        def side_files() -> dict:
+        def side_files() -> tuple[dict, dict[str, int]]:
             nonlocal registry
-            extract.write_indexes(prepared, stage, previous)
+            extract.write_indexes(prepared, stage, read_index(root / extract.EXTRACT))
             (stage / "data_dictionary.md").write_text(
                 dictionary.render_markdown(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
             (stage / "data_dictionary.html").write_text(
                 dictionary.render_html(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
             registry = _stage_pseudonyms(root, prepared.mappings)
+            assert tally is not None
+            (counts, people_all, people_kept), excluded = tally.result()
             return representativeness.write_report(
                 stage / "representativeness", project=code, counts=counts, people_all=people_all,
-                people_kept=people_kept, policy=policy.representativeness)
+                people_kept=people_kept, policy=policy.representativeness), excluded
 
         report = _Background(side_files)
         outcome = extract.copy_files(con, prepared, plans=plans, catalog=catalog,
                                      paths_for=paths_for, stage=stage, on_step=on_step)
-        summary = report.result()
+        summary, excluded = report.result()
+        for f in outcome.files:
+            f.excluded_people = excluded.get(f.file, 0)
         for f in outcome.files:
             for part in f.parts:
                 part["sha256"] = sha256_file(stage / part["path"])
@@ -275,8 +286,9 @@ def provision_project(
         extract.make_read_only(stage)
         extract.publish(stage, root)
     except BaseException:
-        if report is not None:
-            report.join()  # never delete the stage under a thread still writing into it
+        for thread in (report, tally):
+            if thread is not None:
+                thread.join()  # never delete the stage or close DuckDB under a thread still using them
         extract.force_remove(stage)
         if registry is not None:
             registry.unlink(missing_ok=True)

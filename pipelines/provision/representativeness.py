@@ -22,6 +22,7 @@ import polars as pl
 from jinja2 import Environment, select_autoescape
 
 from catalog import Catalog
+from pipelines.provision import people
 from pipelines.provision.bar_chart import grouped_bar_chart
 from pipelines.provision.coarsen import quote
 from pipelines.provision.extract import PathsFor, parquet_source
@@ -96,44 +97,15 @@ def compute_counts(
     con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor,
     policy: RepresentativenessPolicy,
 ) -> tuple[pl.DataFrame, int, int]:
-    """Counts per (dimension, category) for all people and for those kept; needs ``optout``
-    registered on ``con`` (done by :func:`pipelines.provision.extract.register_optouts`)."""
+    """Counts per (dimension, category) for all people and for those kept, from the table
+    :func:`pipelines.provision.people.build` made on ``con`` (and ``optout``, for the visits)."""
     years = sorted({y for p in plans for y in p.years})
-    in_plans = {(plan.file, year) for plan in plans if plan.person_column for year in plan.years}
-    # One source per vault (file, year): the project's people (``in_plan``), and their sex,
-    # birth date and region from every file in those years that has them (aggregate use only;
-    # region from enrollment when the vault holds it). One GROUP BY over all of them finds
-    # the people and their demographics in a single pass over each file.
-    sources, people_found = [], False
-    for fd in catalog.files:
-        names = set(fd.column_names)
-        person = next((c.name for c in fd.columns if c.identifier == "person"), None)
-        if person is None:
-            continue
-        demographic = {"ID_S", "ID_BIRTHDAY"} <= names
-        if demographic:
-            region = "ID1_CITY" if "ID1_CITY" in names else "NULL"
-            columns = f"ID_S AS sex, ID_BIRTHDAY AS birth, CAST({region} AS VARCHAR) AS region"
-        else:
-            columns = "NULL::VARCHAR AS sex, NULL::DATE AS birth, NULL::VARCHAR AS region"
-        for year in years:
-            in_plan = (fd.name, year) in in_plans
-            paths = paths_for(fd.name, year) if (in_plan or demographic) else []
-            if paths:
-                people_found = people_found or in_plan
-                sources.append(f"SELECT {quote(person)} AS token, {columns}, {str(in_plan).lower()} AS in_plan "
-                               f"FROM {parquet_source(paths)}")
-    if not people_found:
+    if not con.sql(f"SELECT count(*) FROM {people.TABLE}").fetchall()[0][0]:
         return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
                                     "n_all": pl.Int64, "n_kept": pl.Int64}), 0, 0
     on = date(years[-1], 12, 31)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE rep AS SELECT token, token IN (SELECT token FROM optout) AS opted_out, "
-        f"{_age_sql('birth', policy.age_edges, on)} AS age_group, "
-        "coalesce(sex, 'unknown') AS sex, coalesce(region, 'unknown') AS region FROM ("
-        "SELECT token, any_value(sex) AS sex, any_value(birth) AS birth, any_value(region) AS region FROM ("
-        + " UNION ALL ".join(sources) + ") WHERE token IS NOT NULL GROUP BY token HAVING bool_or(in_plan))"
-    )
+    rep = (f"(SELECT opted_out, {_age_sql('birth', policy.age_edges, on)} AS age_group, "
+           f"coalesce(sex, 'unknown') AS sex, coalesce(region, 'unknown') AS region FROM {people.TABLE})")
     chapters = catalog.codesets["icd10cm_chapters"].chapters or []
     # Chapter ranges are contiguous 3-character categories. Visits are first counted per
     # diagnosis code (a few thousand groups), then per category, and only those groups are
@@ -156,7 +128,7 @@ def compute_counts(
                 f"FROM {parquet_source(paths)} t LEFT JOIN optout o ON t.{quote(person)} = o.token GROUP BY ALL")
     queries = [
         f"SELECT '{dim}' AS dimension, {dim} AS category, count(*) AS n_all, "
-        f"count(*) FILTER (WHERE NOT opted_out) AS n_kept FROM rep GROUP BY ALL"
+        f"count(*) FILTER (WHERE NOT opted_out) AS n_kept FROM {rep} GROUP BY ALL"
         for dim in ("age_group", "sex", "region")
     ]
     if dx_sources:
@@ -168,7 +140,7 @@ def compute_counts(
             + " UNION ALL ".join(dx_sources) + ") GROUP BY category3) GROUP BY ALL"
         )
     counts = pl.DataFrame(con.sql(" UNION ALL ".join(queries)).to_arrow_table())
-    totals = con.execute("SELECT count(*), count(*) FILTER (WHERE NOT opted_out) FROM rep").fetchone()
+    totals = con.sql(f"SELECT count(*), count(*) FILTER (WHERE NOT opted_out) FROM {people.TABLE}").fetchall()[0]
     return counts.with_columns(pl.col("n_all").cast(pl.Int64), pl.col("n_kept").cast(pl.Int64)), \
         int(totals[0]), int(totals[1])
 
