@@ -20,15 +20,17 @@ from pipelines.provision.extract import PathsFor, parquet_source
 from pipelines.provision.select import FilePlan
 
 TABLE = "project_people"
+_GATHERED = "project_people_gathered"
 DEMOGRAPHICS = ("ID_S", "ID_BIRTHDAY")
 REGION = "ID1_CITY"
 
 
-def build(con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor) -> int:
-    """Create ``project_people`` on ``con`` and return its number of rows.
+def gather(con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor) -> None:
+    """The GROUP BY: the people with their flags and demographics, before the opt-out flag.
 
-    Needs table ``optout`` (:func:`pipelines.provision.extract.register_optouts`). A plain
-    table of the in-memory database, not a temporary one, so cursors in other threads see it.
+    Needs only the plans and the vault, so it can run before the opt-out registry is read.
+    Plain tables of the in-memory database, not temporary ones, so that cursors in other
+    threads see them.
     """
     years = sorted({y for p in plans for y in p.years})
     in_plan = {(p.file, y): p.person_column in p.identifiers for p in plans if p.person_column for y in p.years}
@@ -56,15 +58,23 @@ def build(con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Cat
                 )
     if not any_planned:
         con.execute(
-            f"CREATE OR REPLACE TABLE {TABLE} (token BLOB, opted_out BOOLEAN, pseudonymised BOOLEAN, "
-            "sex VARCHAR, birth DATE, region VARCHAR)"
+            f"CREATE OR REPLACE TABLE {_GATHERED} (token BLOB, pseudonymised BOOLEAN, sex VARCHAR, birth DATE, "
+            "region VARCHAR)"
         )
-        return 0
+        return
+    con.execute(
+        f"CREATE OR REPLACE TABLE {_GATHERED} AS SELECT token, bool_or(pseudonymised) AS pseudonymised, "
+        "any_value(sex) AS sex, any_value(birth) AS birth, any_value(region) AS region FROM ("
+        + " UNION ALL ".join(sources) + ") WHERE token IS NOT NULL GROUP BY token HAVING bool_or(in_plan)"
+    )
+
+
+def flag_opted_out(con: duckdb.DuckDBPyConnection) -> int:
+    """Create ``project_people`` from :func:`gather`'s table and table ``optout``
+    (:func:`pipelines.provision.extract.register_optouts`); return its number of rows."""
     con.execute(
         f"CREATE OR REPLACE TABLE {TABLE} AS SELECT token, token IN (SELECT token FROM optout) AS opted_out, "
-        "pseudonymised, sex, birth, region FROM ("
-        "SELECT token, bool_or(pseudonymised) AS pseudonymised, any_value(sex) AS sex, any_value(birth) AS birth, "
-        "any_value(region) AS region FROM (" + " UNION ALL ".join(sources) + ") "
-        "WHERE token IS NOT NULL GROUP BY token HAVING bool_or(in_plan))"
+        f"pseudonymised, sex, birth, region FROM {_GATHERED}"
     )
+    con.execute(f"DROP TABLE {_GATHERED}")
     return int(con.sql(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0])

@@ -202,8 +202,6 @@ def provision_project(
     keys = KeyStore.for_home(settings.keys_dir)
     create_project_key(keys, code)
     key = project_key(keys, code)
-    at: date = service.today()
-    opted = opted_out_tokens(session, at)
     batches = list(batches) if batches is not None else vault.committed_batches(session)
     paths_for = paths_in_batches(settings, batches)
     root = project_dir(settings, code)
@@ -217,9 +215,23 @@ def provision_project(
     report: _Background | None = None
     tally: _Background | None = None
     registry: Path | None = None
+    # The people's GROUP BY, the largest query before the copy, needs only the plans and the
+    # vault: DuckDB runs it (GIL released) while this thread reads the opt-out registry.
+    gathering_cursor = con.cursor()
+
+    def gather() -> None:
+        try:
+            people.gather(gathering_cursor, plans=plans, catalog=catalog, paths_for=paths_for)
+        finally:
+            gathering_cursor.close()
+
+    gathering = _Background(gather)
     try:
+        at: date = service.today()
+        opted = opted_out_tokens(session, at)
         extract.register_optouts(con, opted)
-        people.build(con, plans=plans, catalog=catalog, paths_for=paths_for)
+        gathering.result()
+        people.flag_opted_out(con)
         # The report's counts and the excluded people per file run in DuckDB (GIL released) on
         # a second cursor while this thread hashes the distinct tokens, and on into the COPY.
         cursor = con.cursor()
@@ -286,7 +298,7 @@ def provision_project(
         extract.make_read_only(stage)
         extract.publish(stage, root)
     except BaseException:
-        for thread in (report, tally):
+        for thread in (gathering, report, tally):
             if thread is not None:
                 thread.join()  # never delete the stage or close DuckDB under a thread still using them
         extract.force_remove(stage)
