@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from enclave.keys import SecretKey
@@ -46,11 +45,25 @@ def stage2_mapping(key: SecretKey, kind: str, tokens: pa.Array) -> pa.Table:
     """
     if tokens.type != pa.binary():
         tokens = tokens.cast(pa.binary())
-    pseudonyms = encode_many(keyed_digest_rows(key, kind, tokens))
-    # Polars counts 631 k distinct strings in 0.03 s, a third of a Python set of the digests.
-    if pl.Series(pseudonyms).n_unique() != len(pseudonyms):
+    digests = keyed_digest_rows(key, kind, tokens)
+    # The text form is a one-to-one encoding of the digest, so distinct digests suffice.
+    if not distinct_rows(digests):
         raise Stage2CollisionError(f"two {kind} tokens share a stage-2 pseudonym; re-key the project")
-    return pa.Table.from_arrays([tokens, pseudonyms], schema=MAPPING_SCHEMA)
+    return pa.Table.from_arrays([tokens, encode_many(digests)], schema=MAPPING_SCHEMA)
+
+
+def distinct_rows(digests: np.ndarray) -> bool:
+    """Whether the rows of an (n, 16) uint8 array are all different.
+
+    Sorting the first 8 bytes of each row as integers decides it in a few milliseconds for
+    631 k rows; only if two rows share those bytes (odds about 1e-8) are the rows compared
+    in full.
+    """
+    rows = np.ascontiguousarray(digests)
+    heads = np.sort(rows.view(np.uint64)[:, 0])
+    if not bool((heads[1:] == heads[:-1]).any()):
+        return True
+    return len({row.tobytes() for row in rows}) == len(rows)
 
 
 def encode_many(digests: np.ndarray) -> pa.StringArray:

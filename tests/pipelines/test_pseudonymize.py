@@ -70,3 +70,13 @@ def test_two_tokens_with_one_pseudonym_stop_provisioning(monkeypatch):
         stage2_mapping(
             SecretKey(os.urandom(32), "test project"), "person", pa.array([b"a" * 16, b"b" * 16], pa.binary())
         )
+
+
+def test_distinct_rows_looks_past_a_shared_first_half():
+    rows = np.frombuffer(os.urandom(16 * 1000), dtype=np.uint8).reshape(1000, 16).copy()
+    assert pseudonymize.distinct_rows(rows)
+    rows[7, :8] = rows[500, :8]  # same first 8 bytes, different last 8: still distinct
+    assert pseudonymize.distinct_rows(rows)
+    rows[7] = rows[500]
+    assert not pseudonymize.distinct_rows(rows)
+    assert pseudonymize.distinct_rows(np.zeros((0, 16), dtype=np.uint8))
