@@ -34,38 +34,55 @@ def gather(con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Ca
     """
     years = sorted({y for p in plans for y in p.years})
     in_plan = {(p.file, y): p.person_column in p.identifiers for p in plans if p.person_column for y in p.years}
-    sources, any_planned = [], False
+    sources = []  # (token column, {output column: expression}, vault paths)
     for fd in catalog.files:
         names = set(fd.column_names)
         person = next((c.name for c in fd.columns if c.identifier == "person"), None)
         if person is None:
             continue
         demographic = set(DEMOGRAPHICS) <= names
-        if demographic:
-            region = REGION if REGION in names else "NULL"
-            columns = f"ID_S AS sex, ID_BIRTHDAY AS birth, CAST({region} AS VARCHAR) AS region"
-        else:
-            columns = "NULL::VARCHAR AS sex, NULL::DATE AS birth, NULL::VARCHAR AS region"
         for year in years:
             planned = (fd.name, year) in in_plan
             paths = paths_for(fd.name, year) if (planned or demographic) else []
             if paths:
-                any_planned = any_planned or planned
-                pseudonymised = in_plan.get((fd.name, year), False)
-                sources.append(
-                    f"SELECT {quote(person)} AS token, {columns}, {str(planned).lower()} AS in_plan, "
-                    f"{str(pseudonymised).lower()} AS pseudonymised FROM {parquet_source(paths)}"
-                )
-    if not any_planned:
+                sources.append((person, {
+                    "sex": "ID_S" if demographic else "NULL::VARCHAR",
+                    "birth": "ID_BIRTHDAY" if demographic else "NULL::DATE",
+                    "region": f"CAST({REGION} AS VARCHAR)" if REGION in names else "NULL::VARCHAR",
+                    "in_plan": str(planned).lower(),
+                    "pseudonymised": str(in_plan.get((fd.name, year), False)).lower(),
+                }, paths))
+    if not any(columns["in_plan"] == "true" for _, columns, _ in sources):
         con.execute(
             f"CREATE OR REPLACE TABLE {_GATHERED} (token BLOB, pseudonymised BOOLEAN, sex VARCHAR, birth DATE, "
             "region VARCHAR)"
         )
         return
+    # A column that is the same constant in every source is left out of the GROUP BY (in the
+    # usual project every file read is approved and has no region: 0.21 instead of 0.30 CPU-s
+    # for 10 M visits).
+    aggregate = {"sex": "any_value", "birth": "any_value", "region": "any_value", "pseudonymised": "bool_or"}
+    outer, carried = [], []
+    for name, function in aggregate.items():
+        values = {columns[name] for _, columns, _ in sources}
+        constant = values.pop() if len(values) == 1 else None
+        if constant is not None and (name == "pseudonymised" or constant.startswith("NULL")):
+            outer.append(f"{constant} AS {name}")
+        else:
+            carried.append(name)
+            outer.append(f"{function}({name}) AS {name}")
+    filtered = any(columns["in_plan"] == "false" for _, columns, _ in sources)
+    if filtered:
+        carried.append("in_plan")
+    union = " UNION ALL ".join(
+        f"SELECT {quote(person)} AS token"
+        + "".join(f", {columns[name]} AS {name}" for name in carried)
+        + f" FROM {parquet_source(paths)}"
+        for person, columns, paths in sources
+    )
     con.execute(
-        f"CREATE OR REPLACE TABLE {_GATHERED} AS SELECT token, bool_or(pseudonymised) AS pseudonymised, "
-        "any_value(sex) AS sex, any_value(birth) AS birth, any_value(region) AS region FROM ("
-        + " UNION ALL ".join(sources) + ") WHERE token IS NOT NULL GROUP BY token HAVING bool_or(in_plan)"
+        f"CREATE OR REPLACE TABLE {_GATHERED} AS SELECT token, {', '.join(outer)} FROM ({union}) "
+        "WHERE token IS NOT NULL GROUP BY token" + (" HAVING bool_or(in_plan)" if filtered else "")
     )
 
 

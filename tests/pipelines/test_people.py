@@ -1,0 +1,93 @@
+"""The project's people table: who is in it, which of them get a pseudonym, and whose
+demographics come from files the project was not given."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from catalog import load_catalog
+from pipelines.provision import people
+from pipelines.provision.extract import connect, register_optouts
+from pipelines.provision.select import FilePlan
+
+VISITS = [
+    (b"p1", "1", date(1950, 3, 4)),
+    (b"p1", "1", date(1950, 3, 4)),
+    (b"p2", "2", date(2001, 7, 8)),
+    (b"p3", "2", date(1988, 1, 2)),
+]
+ENROLLED = [
+    (b"p1", "1", date(1950, 3, 4), "0100"),
+    (b"p2", "2", date(2001, 7, 8), "6300"),
+    (b"p9", "1", date(1970, 1, 1), "0200"),
+]  # p9 has no visit
+
+
+def _vault(tmp_path: Path) -> dict[tuple[str, int], list[Path]]:
+    con = duckdb.connect()
+    files = {}
+    for name, rows, columns in [
+        ("H_NHI_OPDTE", VISITS, "ID BLOB, ID_S VARCHAR, ID_BIRTHDAY DATE"),
+        ("H_NHI_ENROL", ENROLLED, "ID BLOB, ID_S VARCHAR, ID_BIRTHDAY DATE, ID1_CITY VARCHAR"),
+    ]:
+        con.execute(f"CREATE TABLE t ({columns})")
+        con.executemany(f"INSERT INTO t VALUES ({', '.join('?' * len(rows[0]))})", rows)
+        path = tmp_path / f"{name}.parquet"
+        con.execute(f"COPY t TO '{path}' (FORMAT parquet)")
+        con.execute("DROP TABLE t")
+        files[(name, 2023)] = [path]
+    return files
+
+
+def _plan(file: str, *, person_approved: bool) -> FilePlan:
+    return FilePlan(
+        file=file,
+        years=(2023,),
+        columns=("ID", "ID_S") if person_approved else ("ID_S",),
+        identifiers={"ID": "person"} if person_approved else {},
+        person_column="ID",
+        person_required=True,
+    )
+
+
+def _people(tmp_path: Path, plans: list[FilePlan], opted_out: set[bytes]) -> dict[bytes, tuple]:
+    vault = _vault(tmp_path)
+    con = connect(memory_limit="1GB", threads=1, temp_dir=tmp_path / "tmp")
+    register_optouts(con, opted_out)
+    people.gather(con, plans=plans, catalog=load_catalog(), paths_for=lambda f, y: vault.get((f, y), []))
+    count = people.flag_opted_out(con)
+    rows = con.sql(f"SELECT token, opted_out, pseudonymised, sex, birth, region FROM {people.TABLE}").fetchall()
+    assert count == len(rows)
+    return {bytes(r[0]): r[1:] for r in rows}
+
+
+def test_people_of_the_approved_file_with_region_from_enrollment_the_project_was_not_given(tmp_path):
+    got = _people(tmp_path, [_plan("H_NHI_OPDTE", person_approved=True)], {b"p2"})
+    assert got == {
+        b"p1": (False, True, "1", date(1950, 3, 4), "0100"),
+        b"p2": (True, True, "2", date(2001, 7, 8), "6300"),
+        b"p3": (False, True, "2", date(1988, 1, 2), None),  # not enrolled: no region
+    }  # p9 is only enrolled, and enrollment is not approved: not one of the project's people
+
+
+def test_people_whose_person_column_is_not_approved_get_no_pseudonym(tmp_path):
+    got = _people(
+        tmp_path, [_plan("H_NHI_OPDTE", person_approved=True), _plan("H_NHI_ENROL", person_approved=False)], set()
+    )
+    assert {t: row[1] for t, row in got.items()} == {b"p1": True, b"p2": True, b"p3": True, b"p9": False}
+    assert got[b"p9"][2:] == ("1", date(1970, 1, 1), "0200")
+
+
+def test_without_a_person_file_the_table_is_empty(tmp_path):
+    plan = FilePlan(file="H_NHI_OPDTE", years=(2022,), columns=("ID_S",), person_column="ID")
+    assert _people(tmp_path, [plan], set()) == {}
+
+
+@pytest.mark.parametrize("opted", [set(), {b"p1", b"p3", b"unknown"}])
+def test_opt_out_flag_marks_exactly_the_registered_people(tmp_path, opted):
+    got = _people(tmp_path, [_plan("H_NHI_OPDTE", person_approved=True)], opted)
+    assert {t for t, row in got.items() if row[0]} == opted & {b"p1", b"p2", b"p3"}
