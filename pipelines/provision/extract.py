@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,6 +43,7 @@ STAGING_PREFIX = ".tmp-extract-"
 STAGED_FILE_PREFIX = ".tmp-file-"
 RETIRED_PREFIX = ".old-extract-"
 INDEX_KINDS = ("person", "institution")
+INDEX_SCHEMA = pa.schema([("pseudonym", pa.string()), ("idx", pa.uint32())])
 DIR_MODE, FILE_MODE = 0o550, 0o440
 
 PathsFor = Callable[[str, int | None], list[Path]]
@@ -223,12 +225,15 @@ def stable_index(pseudonyms: pa.Array, previous: pa.Table | None) -> pa.Table:
     valid; removed people leave gaps.
     """
     # Pseudonyms are distinct per kind already; their order is arbitrary (random HMAC output).
-    current = pl.DataFrame({"pseudonym": pl.Series(pseudonyms, dtype=pl.String)})
+    if len(pseudonyms) >= 2**32:
+        raise ProvisionError("the project index exceeds 2**32 entries")
     if previous is None or not previous.num_rows:
-        old = pl.DataFrame(schema={"pseudonym": pl.String, "idx": pl.Int64})
-    else:
-        old = pl.DataFrame(pl.from_arrow(previous)).with_columns(pl.col("idx").cast(pl.Int64))
-    start = int(old["idx"].max()) + 1 if old.height else 0
+        # A first provisioning: positions in order, no join.
+        return pa.table([pseudonyms.cast(pa.string()), pa.array(np.arange(len(pseudonyms), dtype=np.uint32))],
+                        schema=INDEX_SCHEMA)
+    current = pl.DataFrame({"pseudonym": pl.Series(pseudonyms, dtype=pl.String)})
+    old = pl.DataFrame(pl.from_arrow(previous)).with_columns(pl.col("idx").cast(pl.Int64))
+    start = int(old["idx"].max()) + 1
     joined = current.join(old, on="pseudonym", how="left", maintain_order="left")
     fresh = joined["idx"].is_null()
     joined = joined.with_columns(
@@ -236,9 +241,7 @@ def stable_index(pseudonyms: pa.Array, previous: pa.Table | None) -> pa.Table:
     )
     if joined.height and int(joined["idx"].max()) >= 2**32:
         raise ProvisionError("the project index exceeds 2**32 entries")
-    if not old.height:
-        return joined.with_columns(pl.col("idx").cast(pl.UInt32)).to_arrow()  # already in idx order
-    return joined.with_columns(pl.col("idx").cast(pl.UInt32)).sort("idx").to_arrow()
+    return joined.with_columns(pl.col("idx").cast(pl.UInt32)).sort("idx").to_arrow().cast(INDEX_SCHEMA)
 
 
 def _select_sql(plan: FilePlan, catalog: Catalog, paths: list[Path]) -> str:
