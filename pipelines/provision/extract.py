@@ -166,20 +166,6 @@ def _prepare_exclusions(
         )
 
 
-def excluded_people(con: duckdb.DuckDBPyConnection, plans: list[FilePlan], paths_for: PathsFor) -> dict[str, int]:
-    """Per file with a person column, the distinct opted-out people whose rows are excluded
-    (over all approved years: a person excluded in two years counts once per file)."""
-    out = {}
-    for plan in plans:
-        paths = [p for year in plan.years for p in paths_for(plan.file, year)]
-        if plan.person_column and paths:
-            person = quote(plan.person_column)
-            out[plan.file] = int(con.sql(
-                f"SELECT count(DISTINCT t.{person}) FROM {parquet_source(paths)} t "
-                f"SEMI JOIN optout o ON t.{person} = o.token").fetchall()[0][0])
-    return out
-
-
 def _distinct_token_queries(plans: list[FilePlan], paths_for: PathsFor, people_table: str) -> dict[str, str]:
     """Pass 1, per kind: the query for the distinct stage-1 tokens over the rows that will be
     written (run in DuckDB; the tokens come back as Arrow arrays, never as Python sets).

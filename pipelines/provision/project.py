@@ -240,7 +240,7 @@ def provision_project(
             try:
                 return (representativeness.compute_counts(cursor, plans=plans, catalog=catalog,
                                                           paths_for=paths_for, policy=policy.representativeness),
-                        extract.excluded_people(cursor, plans, paths_for))
+                        people.excluded_people(cursor, plans))
             finally:
                 cursor.close()
 

@@ -91,3 +91,19 @@ def test_without_a_person_file_the_table_is_empty(tmp_path):
 def test_opt_out_flag_marks_exactly_the_registered_people(tmp_path, opted):
     got = _people(tmp_path, [_plan("H_NHI_OPDTE", person_approved=True)], opted)
     assert {t for t, row in got.items() if row[0]} == opted & {b"p1", b"p2", b"p3"}
+
+
+@pytest.mark.parametrize(
+    ("approved", "expected"),
+    [(["H_NHI_OPDTE"], {"H_NHI_OPDTE": 2}), (["H_NHI_OPDTE", "H_NHI_ENROL"], {"H_NHI_OPDTE": 2, "H_NHI_ENROL": 2})],
+)
+def test_excluded_people_are_counted_per_approved_file(tmp_path, approved, expected):
+    vault = _vault(tmp_path)
+    con = connect(memory_limit="1GB", threads=1, temp_dir=tmp_path / "tmp")
+    register_optouts(con, {b"p2", b"p3", b"p9"})
+    plans = [_plan(file, person_approved=file == "H_NHI_OPDTE") for file in approved]
+    people.gather(con, plans=plans, catalog=load_catalog(), paths_for=lambda f, y: vault.get((f, y), []))
+    people.flag_opted_out(con)
+    # Opted out: p2 (visits and enrollment), p3 (visits only), p9 (enrollment only).
+    assert people.excluded_people(con, plans) == expected
+    assert people.excluded_people(con, []) == {}

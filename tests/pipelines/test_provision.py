@@ -213,6 +213,12 @@ def test_no_opted_out_person_in_any_extract(base: tuple[Path, dict], home: tuple
         assert info["rows"] + info["optouts_excluded_rows"] == info["rows_in_vault"]
     assert manifest["files"]["H_NHI_OPDTE"]["optouts_excluded_rows"] == src_claims.height
     assert result.excluded_rows == sum(f["optouts_excluded_rows"] for f in manifest["files"].values())
+    # Excluded people per person file: the distinct opted-out people in its source rows.
+    for file in ("H_NHI_OPDTE", "H_NHI_ENROL"):
+        expected = _source(root, file).filter(pl.col("ID").is_in(list(ids)))["ID"].n_unique()
+        assert manifest["files"][file]["optouts_excluded_people"] == expected > 0, file
+    assert manifest["files"]["H_NHI_OPDTO"]["optouts_excluded_people"] == 0  # orders name no person
+    assert result.excluded_people == sum(f["optouts_excluded_people"] for f in manifest["files"].values())
 
 
 def test_pseudonyms_differ_between_projects_and_agree_across_files(
