@@ -1,13 +1,12 @@
 """Writing one project extract: DuckDB over the vault Parquet, staged then renamed into place.
 
-Two passes per extract. Pass 1 finds the distinct stage-1 tokens of each kind that survive
-opt-out exclusion (the people from :mod:`pipelines.provision.people`, other identifiers from
-their columns), and hashes each once
-(:mod:`pipelines.provision.pseudonymize`). Pass 2 streams each approved (file, year) through
-one ``COPY (SELECT ...) TO parquet``: anti-join on the opt-out registry (order files through
-their parent claim's key), hash joins to the pseudonym tables, coarsening expressions, only
-approved columns (lineage columns never). Memory is bounded by DuckDB's ``memory_limit`` and
-the pseudonym tables (one row per distinct person or institution).
+Two passes per extract. Pass 1 reads only identifier columns to find the distinct stage-1
+tokens of each kind that survive opt-out exclusion; the caller hashes each once
+(:mod:`pipelines.provision.pseudonymize`) and loads the pseudonym tables. Pass 2 streams each
+approved (file, year) through one ``COPY (SELECT ...) TO parquet``: anti-join on the opt-out
+registry (order files through their parent claim's key), hash joins to the pseudonym tables,
+coarsening expressions, only approved columns (lineage columns never). Memory is bounded by
+DuckDB's ``memory_limit`` and the pseudonym tables (one row per distinct person or institution).
 
 Everything is written under a staging folder next to ``extract/`` and made read-only there;
 :func:`publish` swaps it in with renames, so readers see the old extract or the new one, and a
@@ -21,7 +20,6 @@ import secrets
 import shutil
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +27,12 @@ import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import Catalog
-from enclave.keys import SecretKey
 from pipelines.provision.coarsen import coarsen_sql, quote
 from pipelines.provision.errors import ProvisionError
-from pipelines.provision.pseudonymize import stage2_mapping
 from pipelines.provision.select import FilePlan
 
 EXTRACT = "extract"
@@ -143,10 +140,12 @@ def register_optouts(con: duckdb.DuckDBPyConnection, opted_out: set[bytes]) -> N
     con.unregister("optout_arrow")
 
 
-def _prepare_exclusions(
+def prepare_exclusions(
     con: duckdb.DuckDBPyConnection, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor
 ) -> None:
-    # Plain tables of the in-memory database (not TEMP): pass 1 reads them from another cursor.
+    """Tables of the parent claims of opted-out people, by key, for each approved order file;
+    needs ``optout``. Plain tables of the in-memory database (not TEMP): pass 1 reads them from
+    another cursor."""
     for parent in sorted({p.parent_file for p in plans if p.parent_file}):
         plan = next(p for p in plans if p.parent_file == parent)
         parent_def = catalog.file(parent)
@@ -166,41 +165,58 @@ def _prepare_exclusions(
         )
 
 
-def _distinct_token_queries(plans: list[FilePlan], paths_for: PathsFor, people_table: str) -> dict[str, str]:
+def token_queries(plans: list[FilePlan], paths_for: PathsFor, *, people_first: bool) -> dict[str, str]:
     """Pass 1, per kind: the query for the distinct stage-1 tokens over the rows that will be
-    written (run in DuckDB; the tokens come back as Arrow arrays, never as Python sets).
+    written, before opted-out people are dropped (:func:`drop_opted_out`).
 
-    The people in an approved person column come from ``people_table`` (built by
-    :mod:`pipelines.provision.people` in the same pass as the report's demographics); other
-    identifier columns are read here.
+    With ``people_first`` only the person columns of the files that have a person column: read
+    as stored (their opted-out people's tokens are dropped afterwards), they need neither
+    ``optout`` nor the excluded claims, so they can run first, and they are what the hashing
+    waits for. Without it, every other identifier column; order files read only the rows kept
+    after :func:`prepare_exclusions`.
     """
-    selects: dict[str, list[str]] = {"person": [f"SELECT token FROM {people_table} WHERE pseudonymised"]}
+    selects: dict[str, list[str]] = {}
     for plan in plans:
         paths = [p for year in plan.years for p in paths_for(plan.file, year)]
         if not paths:
             continue
-        # Person files need no anti-join here: opted-out person tokens are dropped below.
         source = f"{parquet_source(paths)} t" if plan.person_column else _source_sql(plan, paths)
         for column, kind in plan.identifiers.items():
-            if column == plan.person_column:
-                continue  # in people_table
+            if people_first != (kind == "person" and plan.person_column is not None):
+                continue
             selects.setdefault(kind, []).append(
                 f"SELECT t.{quote(column)} AS token FROM {source} WHERE t.{quote(column)} IS NOT NULL")
-    # No opted-out person gets a pseudonym: their rows are dropped by the inner join, and a
-    # second person column (e.g. the insured of a dependant) that names one is written as null
-    # while the row stays.
-    queries = {
-        kind: f"SELECT DISTINCT u.token FROM ({' UNION ALL '.join(parts)}) u"
-        + (" ANTI JOIN optout o ON u.token = o.token" if kind == "person" else "")
-        for kind, parts in sorted(selects.items())
-    }
-    if len(selects["person"]) == 1:  # people_table alone: its tokens are distinct and flagged
-        queries["person"] = f"SELECT token FROM {people_table} WHERE pseudonymised AND NOT opted_out"
-    return queries
+    return {kind: f"SELECT DISTINCT token FROM ({' UNION ALL '.join(parts)})" for kind, parts in selects.items()}
 
 
-def _tokens(con: duckdb.DuckDBPyConnection, query: str) -> pa.Array:
-    return con.sql(query).to_arrow_table().column("token").combine_chunks()
+def find_tokens(con: duckdb.DuckDBPyConnection, queries: dict[str, str]) -> dict[str, pa.Array]:
+    """Run :func:`token_queries`: per kind, the distinct tokens as an Arrow array (never a
+    Python set)."""
+    return {kind: con.sql(query).to_arrow_table().column("token").combine_chunks() for kind, query in queries.items()}
+
+
+def merge_tokens(*found: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """Per kind, the distinct tokens of several :func:`find_tokens` results."""
+    out: dict[str, pa.Array] = {}
+    for kind in sorted({k for f in found for k in f}):
+        parts = [f[kind] for f in found if kind in f]
+        out[kind] = parts[0] if len(parts) == 1 else pc.unique(pa.concat_arrays(parts))
+    return out
+
+
+def drop_opted_out(con: duckdb.DuckDBPyConnection, tokens: pa.Array) -> pa.Array:
+    """The person tokens not on the opt-out registry (table ``optout``).
+
+    No opted-out person gets a pseudonym: their rows are dropped by the inner join, and a
+    second person column (e.g. the insured of a dependant) that names one is written as null
+    while the row stays.
+    """
+    con.register("person_tokens_arrow", pa.table({"token": tokens}))
+    try:
+        kept = con.sql("SELECT t.token FROM person_tokens_arrow t ANTI JOIN optout o ON t.token = o.token")
+        return kept.to_arrow_table().column("token").combine_chunks()
+    finally:
+        con.unregister("person_tokens_arrow")
 
 
 def stable_index(pseudonyms: pa.Array, previous: pa.Table | None) -> pa.Table:
@@ -257,32 +273,8 @@ class Prepared:
     mappings: dict[str, pa.Table]
 
 
-def prepare(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    plans: list[FilePlan],
-    catalog: Catalog,
-    paths_for: PathsFor,
-    key: SecretKey,
-    people_table: str,
-) -> Prepared:
-    """Find the excluded claims, hash each distinct token once, and load the (token, pseudonym)
-    tables as ``map_<kind>`` into ``con``; :func:`register_optouts` must have run and
-    ``people_table`` (:mod:`pipelines.provision.people`) must exist."""
-    _prepare_exclusions(con, plans, catalog, paths_for)
-    queries = _distinct_token_queries(plans, paths_for, people_table)
-    mappings: dict[str, pa.Table] = {}
-    cursor = con.cursor()
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="provision-pass1") as pool:
-            # The other kinds' distinct values are found by DuckDB (GIL released) while this
-            # thread hashes the people, which come from a small table and so come first.
-            others = {kind: pool.submit(_tokens, cursor, q) for kind, q in queries.items() if kind != "person"}
-            mappings["person"] = stage2_mapping(key, "person", _tokens(con, queries["person"]))
-            for kind, found in others.items():
-                mappings[kind] = stage2_mapping(key, kind, found.result())
-    finally:
-        cursor.close()
+def load_mappings(con: duckdb.DuckDBPyConnection, mappings: dict[str, pa.Table]) -> Prepared:
+    """Load each kind's (token, pseudonym) table as ``map_<kind>`` for the copy's joins."""
     for kind, table in mappings.items():
         # Materialised tables, not registered Arrow views: DuckDB joins its own tables faster.
         con.register(f"map_{kind}_arrow", table)

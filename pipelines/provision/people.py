@@ -1,13 +1,11 @@
 """The project's people: one DuckDB table, ``project_people``, from one GROUP BY over the vault.
 
 One row per person in the person column of the approved files (in the approved years): the
-stage-1 ``token``; ``opted_out`` on the registry now; ``pseudonymised``, true when that column
-is itself approved in one of those files, so the person's pseudonym goes into the extract; and
-``sex``, ``birth`` and ``region`` from any vault file of those years that carries them
-(aggregate use only; region from enrollment when the vault holds it). Pass 1 of the extract
-takes the tokens to hash from it and the representativeness report counts from it, so the
-largest files are read once for both (10 M visits: 0.46 CPU-s, against 0.77 for the two
-separate passes).
+stage-1 ``token``; ``opted_out`` on the registry now; ``files``, a bit per approved person
+file the person appears in (for the excluded people per file); and ``sex``, ``birth`` and
+``region`` from any vault file of those years that carries them (aggregate use only; region
+from enrollment when the vault holds it). The representativeness report counts from it. It
+is built beside the pseudonymization, off the path the copy waits for.
 """
 
 from __future__ import annotations
@@ -46,7 +44,7 @@ def gather(con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Ca
     threads see them.
     """
     years = sorted({y for p in plans for y in p.years})
-    in_plan = {(p.file, y): p.person_column in p.identifiers for p in plans if p.person_column for y in p.years}
+    in_plan = {(p.file, y) for p in plans if p.person_column for y in p.years}
     bits = _file_bits(plans)
     sources = []  # (token column, {output column: expression}, vault paths)
     for fd in catalog.files:
@@ -63,21 +61,18 @@ def gather(con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Ca
                     "sex": "ID_S" if demographic else "NULL::VARCHAR",
                     "birth": "ID_BIRTHDAY" if demographic else "NULL::DATE",
                     "region": f"CAST({REGION} AS VARCHAR)" if REGION in names else "NULL::VARCHAR",
-                    "pseudonymised": str(in_plan.get((fd.name, year), False)).lower(),
                     "files": f"{bits[fd.name] if planned else 0}::BIGINT",
                     "in_plan": str(planned).lower(),
                 }, paths))
     if not any(columns["in_plan"] == "true" for _, columns, _ in sources):
         con.execute(
-            f"CREATE OR REPLACE TABLE {_GATHERED} (token BLOB, sex VARCHAR, birth DATE, region VARCHAR, "
-            "pseudonymised BOOLEAN, files BIGINT)"
+            f"CREATE OR REPLACE TABLE {_GATHERED} (token BLOB, sex VARCHAR, birth DATE, region VARCHAR, files BIGINT)"
         )
         return
     # A column that is the same literal in every source is left out of the GROUP BY (in the
     # usual project every file read is approved and has no region: 0.21 instead of 0.30 CPU-s
     # for 10 M visits).
-    aggregate = {"sex": "any_value", "birth": "any_value", "region": "any_value", "pseudonymised": "bool_or",
-                 "files": "bit_or"}
+    aggregate = {"sex": "any_value", "birth": "any_value", "region": "any_value", "files": "bit_or"}
     outer, carried = [], []
     for name, function in aggregate.items():
         values = {columns[name] for _, columns, _ in sources}
@@ -107,7 +102,7 @@ def flag_opted_out(con: duckdb.DuckDBPyConnection) -> int:
     (:func:`pipelines.provision.extract.register_optouts`); return its number of rows."""
     con.execute(
         f"CREATE OR REPLACE TABLE {TABLE} AS SELECT token, token IN (SELECT token FROM optout) AS opted_out, "
-        f"pseudonymised, files, sex, birth, region FROM {_GATHERED}"
+        f"files, sex, birth, region FROM {_GATHERED}"
     )
     con.execute(f"DROP TABLE {_GATHERED}")
     return int(con.sql(f"SELECT count(*) FROM {TABLE}").fetchall()[0][0])

@@ -18,11 +18,13 @@ import secrets
 import shutil
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pyarrow as pa
 from sqlalchemy import select
@@ -32,7 +34,7 @@ from catalog import Catalog, load_catalog
 from enclave import audit, clock
 from enclave.checksums import sha256_file
 from enclave.config import Settings
-from enclave.keys import KeyStore, create_project_key, project_key
+from enclave.keys import KeyStore, SecretKey, create_project_key, project_key
 from enclave.optout import opted_out_tokens
 from enclave.roles import Role
 from enclave.state.models import Project, ProjectExtract
@@ -41,6 +43,7 @@ from pipelines import vault
 from pipelines.provision import dictionary, extract, people, representativeness
 from pipelines.provision.errors import ProjectNotProvisionable
 from pipelines.provision.policy import provisioning_policy
+from pipelines.provision.pseudonymize import stage2_mapping
 from pipelines.provision.select import FilePlan, plan_selection
 
 PSEUDONYMS_FILE = "pseudonyms.parquet"
@@ -158,6 +161,34 @@ class _Background:
         return self._value
 
 
+def _pseudonymize(
+    con: duckdb.DuckDBPyConnection, key: SecretKey, first: Future, rest: Future, *, rest_people: bool
+) -> dict[str, pa.Table]:
+    """Hash pass 1's tokens (``first``: the people's, ``rest``: the other identifiers') into
+    (token, pseudonym) tables, people first, opted-out people never.
+
+    While this thread hashes, DuckDB keeps to one thread (the calling one of each query), so
+    the hashing, which the copy waits for, has a core of its own (DuckDB releases the GIL;
+    the hashing holds it).
+    """
+    found = first.result()
+    if rest_people:  # person columns in order files too (rare): wait for them
+        found = extract.merge_tokens(found, {"person": rest.result()["person"]})
+    people_tokens = extract.drop_opted_out(con, found["person"]) if "person" in found else None
+    threads = int(con.sql("SELECT current_setting('threads')").fetchall()[0][0])
+    con.execute("SET threads = 1")
+    try:
+        mappings: dict[str, pa.Table] = {}
+        if people_tokens is not None:
+            mappings["person"] = stage2_mapping(key, "person", people_tokens)
+        for kind, tokens in sorted(rest.result().items()):
+            if kind != "person":
+                mappings[kind] = stage2_mapping(key, kind, tokens)
+        return mappings
+    finally:
+        con.execute(f"SET threads = {threads}")
+
+
 def provision_project(
     session: Session,
     settings: Settings,
@@ -213,44 +244,35 @@ def provision_project(
                           temp_dir=temp)
     moment = clock.now()
     report: _Background | None = None
-    tally: _Background | None = None
     registry: Path | None = None
-    # The people's GROUP BY, the largest query before the copy, needs only the plans and the
-    # vault: DuckDB runs it (GIL released) while this thread reads the opt-out registry.
-    gathering_cursor = con.cursor()
-
-    def gather() -> None:
-        try:
-            people.gather(gathering_cursor, plans=plans, catalog=catalog, paths_for=paths_for)
-        finally:
-            gathering_cursor.close()
-
-    gathering = _Background(gather)
+    # DuckDB work off this thread, one query at a time on a cursor of its own (GIL released):
+    # first the people's tokens, which the hashing waits for; then the other identifiers; then
+    # the people table and the report's counts, which nothing waits for until the copy.
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provision-duckdb")
+    cursor = con.cursor()
+    first = background.submit(extract.find_tokens, cursor,
+                              extract.token_queries(plans, paths_for, people_first=True))
     try:
         at: date = service.today()
         opted = opted_out_tokens(session, at)
         extract.register_optouts(con, opted)
-        gathering.result()
-        people.flag_opted_out(con)
-        # The report's counts and the excluded people per file run in DuckDB (GIL released) on
-        # a second cursor while this thread hashes the distinct tokens, and on into the COPY.
-        cursor = con.cursor()
+        rest_queries = extract.token_queries(plans, paths_for, people_first=False)
+
+        def rest_tokens() -> dict[str, pa.Array]:
+            extract.prepare_exclusions(cursor, plans, catalog, paths_for)
+            return extract.find_tokens(cursor, rest_queries)
 
         def count() -> tuple[tuple[pl.DataFrame, int, int], dict[str, int]]:
-            try:
-                return (representativeness.compute_counts(cursor, plans=plans, catalog=catalog,
-                                                          paths_for=paths_for, policy=policy.representativeness),
-                        people.excluded_people(cursor, plans))
-            finally:
-                cursor.close()
+            people.gather(cursor, plans=plans, catalog=catalog, paths_for=paths_for)
+            people.flag_opted_out(cursor)
+            return (representativeness.compute_counts(cursor, plans=plans, catalog=catalog, paths_for=paths_for,
+                                                      policy=policy.representativeness),
+                    people.excluded_people(cursor, plans))
 
-        tally = _Background(count)
-        # While this thread hashes in Python, DuckDB keeps to one thread (the calling one of each
-        # query), so the hashing, which the COPY waits for, has a core of its own.
-        con.execute("SET threads = 1")
-        prepared = extract.prepare(con, plans=plans, catalog=catalog, paths_for=paths_for, key=key,
-                                   people_table=people.TABLE)
-        con.execute(f"SET threads = {int(policy.duckdb_threads)}")
+        rest = background.submit(rest_tokens)
+        tally = background.submit(count)
+        prepared = extract.load_mappings(con, _pseudonymize(con, key, first, rest,
+                                                            rest_people="person" in rest_queries))
         stamp = moment.isoformat(timespec="seconds")
 
         # Everything but the rows is Python, Polars and pyarrow work; DuckDB's COPY releases
@@ -263,7 +285,6 @@ def provision_project(
             (stage / "data_dictionary.html").write_text(
                 dictionary.render_html(plans, catalog, project=code, provisioned_at=stamp), encoding="utf-8")
             registry = _stage_pseudonyms(root, prepared.mappings)
-            assert tally is not None
             (counts, people_all, people_kept), excluded = tally.result()
             return representativeness.write_report(
                 stage / "representativeness", project=code, counts=counts, people_all=people_all,
@@ -298,14 +319,17 @@ def provision_project(
         extract.make_read_only(stage)
         extract.publish(stage, root)
     except BaseException:
-        for thread in (gathering, report, tally):
-            if thread is not None:
-                thread.join()  # never delete the stage or close DuckDB under a thread still using them
+        # Never delete the stage or close DuckDB under a thread still using them.
+        if report is not None:
+            report.join()
+        background.shutdown(wait=True, cancel_futures=True)
         extract.force_remove(stage)
         if registry is not None:
             registry.unlink(missing_ok=True)
         raise
     finally:
+        background.shutdown(wait=True)
+        cursor.close()
         con.close()
         shutil.rmtree(temp, ignore_errors=True)
     os.replace(registry, root / PSEUDONYMS_FILE)

@@ -1,5 +1,5 @@
-"""The project's people table: who is in it, which of them get a pseudonym, and whose
-demographics come from files the project was not given."""
+"""The project's people table: who is in it, in which approved files, whose demographics come
+from files the project was not given, and the excluded people per file."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _people(tmp_path: Path, plans: list[FilePlan], opted_out: set[bytes]) -> dic
     register_optouts(con, opted_out)
     people.gather(con, plans=plans, catalog=load_catalog(), paths_for=lambda f, y: vault.get((f, y), []))
     count = people.flag_opted_out(con)
-    rows = con.sql(f"SELECT token, opted_out, pseudonymised, sex, birth, region FROM {people.TABLE}").fetchall()
+    rows = con.sql(f"SELECT token, opted_out, files, sex, birth, region FROM {people.TABLE}").fetchall()
     assert count == len(rows)
     return {bytes(r[0]): r[1:] for r in rows}
 
@@ -68,17 +68,17 @@ def _people(tmp_path: Path, plans: list[FilePlan], opted_out: set[bytes]) -> dic
 def test_people_of_the_approved_file_with_region_from_enrollment_the_project_was_not_given(tmp_path):
     got = _people(tmp_path, [_plan("H_NHI_OPDTE", person_approved=True)], {b"p2"})
     assert got == {
-        b"p1": (False, True, "1", date(1950, 3, 4), "0100"),
-        b"p2": (True, True, "2", date(2001, 7, 8), "6300"),
-        b"p3": (False, True, "2", date(1988, 1, 2), None),  # not enrolled: no region
+        b"p1": (False, 1, "1", date(1950, 3, 4), "0100"),
+        b"p2": (True, 1, "2", date(2001, 7, 8), "6300"),
+        b"p3": (False, 1, "2", date(1988, 1, 2), None),  # not enrolled: no region
     }  # p9 is only enrolled, and enrollment is not approved: not one of the project's people
 
 
-def test_people_whose_person_column_is_not_approved_get_no_pseudonym(tmp_path):
+def test_files_mask_says_which_approved_files_name_each_person(tmp_path):
     got = _people(
         tmp_path, [_plan("H_NHI_OPDTE", person_approved=True), _plan("H_NHI_ENROL", person_approved=False)], set()
     )
-    assert {t: row[1] for t, row in got.items()} == {b"p1": True, b"p2": True, b"p3": True, b"p9": False}
+    assert {t: row[1] for t, row in got.items()} == {b"p1": 3, b"p2": 3, b"p3": 1, b"p9": 2}
     assert got[b"p9"][2:] == ("1", date(1970, 1, 1), "0200")
 
 
