@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import sys
 import threading
@@ -43,6 +44,7 @@ def _register() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    _tune_process()
     _register()
     try:
         # Standalone mode: usage errors print click's message and exit 2 by themselves.
@@ -52,6 +54,17 @@ def main() -> None:
         _leave(exc.exit_code)
     except SystemExit as exc:
         _leave(exc.code)
+
+
+def _tune_process() -> None:
+    """The garbage collector's thresholds for a command process, set before the commands' imports.
+
+    A command allocates its imports and results once and frees little, so the default
+    garbage-collector thresholds spend their time re-scanning live objects: about 400
+    collections and 0.17 s of one provisioning run, most of it during imports, against 5
+    collections and 0.05 s with these (cycles are still collected, in larger steps).
+    """
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _leave(code: object) -> NoReturn:
