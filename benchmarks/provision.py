@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -153,7 +154,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/enclave-bench-provision"))
     ap.add_argument("--code", default="")
-    ap.add_argument("--repeat", type=int, default=3, help="interleaved runs of each; best time counts")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved runs of each; best time counts")
     args = ap.parse_args()
     if args.mode == "baseline":
         return run_baseline(args.work, args.code)
@@ -192,6 +193,9 @@ def main() -> None:
           f"peak RSS {rss['rebuild']:7.0f} MiB")
     print(f"ratio (first / baseline time): {ours_t / base_t:.2f}  (target <= 1.5); "
           f"again / baseline: {rebuild_t / base_t:.2f}")
+    median = {mode: statistics.median(r[0] for r in results) for mode, results in runs.items()}
+    print(f"ratio of medians: first {median['ours'] / median['baseline']:.2f}, "
+          f"again {median['rebuild'] / median['baseline']:.2f}")
     return None
 
 
