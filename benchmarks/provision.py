@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from pathlib import Path
 
 FILE = "H_NHI_OPDTE"
 YEAR = 2023
+VAULT_LAYOUT = 2  # 2: batches carry person summaries (pipelines/person_summary.py)
 
 
 def _settings(work: Path):
@@ -42,7 +44,12 @@ def prepare(work: Path, rows: int) -> str:
     """Generate, ingest and activate a project once; return the project code."""
     marker = work / "prepared.json"
     if marker.is_file():
-        return json.loads(marker.read_text())["code"]
+        prepared = json.loads(marker.read_text())
+        if prepared.get("layout") == VAULT_LAYOUT:
+            return prepared["code"]
+        # A vault ingested by an older version (e.g. without person summaries): start again.
+        shutil.rmtree(work / "home", ignore_errors=True)
+        marker.unlink()
     import yaml
 
     from enclave import clock, users
@@ -96,7 +103,7 @@ def prepare(work: Path, rows: int) -> str:
     with session_scope(settings) as s:
         service.record_payment(s, settings, actor="alice", notice_number=number,
                                paid_on=service.today(), reference="bench")
-    marker.write_text(json.dumps({"code": code}))
+    marker.write_text(json.dumps({"code": code, "layout": VAULT_LAYOUT}))
     return code
 
 

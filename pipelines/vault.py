@@ -19,6 +19,17 @@ from enclave.config import Settings
 from enclave.state.models import IngestBatch
 
 
+def quote(name: str) -> str:
+    """A DuckDB-quoted identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parquet_source(paths: list[Path]) -> str:
+    """A DuckDB ``read_parquet([...])`` table expression over ``paths`` (quoted)."""
+    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    return f"read_parquet([{listed}])"
+
+
 def batch_dir(settings: Settings, batch: str) -> Path:
     return settings.vault_dir / f"batch={batch}"
 

@@ -34,7 +34,7 @@ from enclave.roles import Role
 from enclave.state.db import session_scope
 from enclave.state.models import IngestBatch, IngestFile
 from enclave.users import require
-from pipelines import vault
+from pipelines import person_summary, vault
 from pipelines.ingest import crossrow, quarantine
 from pipelines.ingest.crossrow import connect_duckdb, line_table
 from pipelines.ingest.decode import split_spans
@@ -224,6 +224,15 @@ def _count_staged(staging: Path, outcomes: dict[str, FileOutcome]) -> None:
         outcome.rows_accepted = int(accepted.get(name, 0))
         outcome.quarantined_by_rule = dict(sorted(by_rule.get(name, {}).items()))
         outcome.rows_quarantined = sum(outcome.quarantined_by_rule.values())
+
+
+def _summarise_people(staging: Path, catalog: Catalog) -> None:
+    """The batch's person summaries (:mod:`pipelines.person_summary`), from its final rows."""
+    con = connect_duckdb(staging)
+    try:
+        person_summary.write_summaries(con, staging / "vault", catalog)
+    finally:
+        con.close()
 
 
 def _new_escrow(settings: Settings, staging: Path) -> tuple[pl.DataFrame, int]:
@@ -456,6 +465,7 @@ def _ingest(
                 )
             _count_staged(staging, processing)
             escrow, hashed = _new_escrow(settings, staging)
+            _summarise_people(staging, catalog)
             validations.result()
         unreconciled = [o.source_file for o in processing.values() if not o.reconciled]
         if unreconciled:

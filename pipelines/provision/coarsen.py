@@ -16,11 +16,6 @@ from pipelines.provision.errors import SelectionError
 RULES = ("year_month", "year")
 
 
-def quote(name: str) -> str:
-    """A DuckDB-quoted identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def coarsen_sql(expr: str, rule: str, column_type: str) -> str:
     """SQL turning ``expr`` (a vault column of catalog type ``column_type``) into its coarse form."""
     if column_type == "date":

@@ -31,9 +31,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import Catalog
-from pipelines.provision.coarsen import coarsen_sql, quote
+from pipelines.person_summary import PeopleFor
+from pipelines.provision.coarsen import coarsen_sql
 from pipelines.provision.errors import ProvisionError
 from pipelines.provision.select import FilePlan
+from pipelines.vault import parquet_source, quote
 
 EXTRACT = "extract"
 STAGING_PREFIX = ".tmp-extract-"
@@ -95,12 +97,6 @@ def connect(*, memory_limit: str, threads: int, temp_dir: Path) -> duckdb.DuckDB
     # Row order inside a part carries no meaning; dropping it lets joins stream freely.
     con.execute("SET preserve_insertion_order = false")
     return con
-
-
-def parquet_source(paths: list[Path]) -> str:
-    """A DuckDB ``read_parquet([...])`` table expression over ``paths`` (quoted)."""
-    listed = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
-    return f"read_parquet([{listed}])"
 
 
 def _excluded_claims_table(plan: FilePlan) -> str:
@@ -165,15 +161,18 @@ def prepare_exclusions(
         )
 
 
-def token_queries(plans: list[FilePlan], paths_for: PathsFor, *, people_first: bool) -> dict[str, str]:
+def token_queries(
+    plans: list[FilePlan], paths_for: PathsFor, *, people_first: bool, catalog: Catalog, people_for: PeopleFor
+) -> dict[str, str]:
     """Pass 1, per kind: the query for the distinct stage-1 tokens over the rows that will be
     written, before opted-out people are dropped (:func:`drop_opted_out`).
 
     With ``people_first`` only the person columns of the files that have a person column: read
     as stored (their opted-out people's tokens are dropped afterwards), they need neither
     ``optout`` nor the excluded claims, so they can run first, and they are what the hashing
-    waits for. Without it, every other identifier column; order files read only the rows kept
-    after :func:`prepare_exclusions`.
+    waits for; the row's subject comes from the vault's person summaries where they exist
+    (:mod:`pipelines.person_summary`). Without it, every other identifier column; order files
+    read only the rows kept after :func:`prepare_exclusions`.
     """
     selects: dict[str, list[str]] = {}
     for plan in plans:
@@ -183,6 +182,13 @@ def token_queries(plans: list[FilePlan], paths_for: PathsFor, *, people_first: b
         source = f"{parquet_source(paths)} t" if plan.person_column else _source_sql(plan, paths)
         for column, kind in plan.identifiers.items():
             if people_first != (kind == "person" and plan.person_column is not None):
+                continue
+            if column == plan.person_column:
+                fd = catalog.file(plan.file)
+                selects.setdefault(kind, []).extend(
+                    f"SELECT token FROM ({found.select(fd)})"
+                    for found in (people_for(plan.file, year) for year in plan.years) if found
+                )
                 continue
             selects.setdefault(kind, []).append(
                 f"SELECT t.{quote(column)} AS token FROM {source} WHERE t.{quote(column)} IS NOT NULL")

@@ -39,7 +39,7 @@ from enclave.optout import opted_out_tokens
 from enclave.roles import Role
 from enclave.state.models import Project, ProjectExtract
 from enclave.users import require
-from pipelines import vault
+from pipelines import person_summary, vault
 from pipelines.provision import dictionary, extract, people, representativeness
 from pipelines.provision.errors import ProjectNotProvisionable
 from pipelines.provision.policy import provisioning_policy
@@ -250,20 +250,22 @@ def provision_project(
     # the people table and the report's counts, which nothing waits for until the copy.
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provision-duckdb")
     cursor = con.cursor()
-    first = background.submit(extract.find_tokens, cursor,
-                              extract.token_queries(plans, paths_for, people_first=True))
+    people_for = person_summary.people_in_batches([vault.batch_dir(settings, b) for b in batches])
+    first = background.submit(extract.find_tokens, cursor, extract.token_queries(
+        plans, paths_for, people_first=True, catalog=catalog, people_for=people_for))
     try:
         at: date = service.today()
         opted = opted_out_tokens(session, at)
         extract.register_optouts(con, opted)
-        rest_queries = extract.token_queries(plans, paths_for, people_first=False)
+        rest_queries = extract.token_queries(plans, paths_for, people_first=False, catalog=catalog,
+                                             people_for=people_for)
 
         def rest_tokens() -> dict[str, pa.Array]:
             extract.prepare_exclusions(cursor, plans, catalog, paths_for)
             return extract.find_tokens(cursor, rest_queries)
 
         def count() -> tuple[tuple[pl.DataFrame, int, int], dict[str, int]]:
-            people.gather(cursor, plans=plans, catalog=catalog, paths_for=paths_for)
+            people.gather(cursor, plans=plans, catalog=catalog, people_for=people_for)
             people.flag_opted_out(cursor)
             return (representativeness.compute_counts(cursor, plans=plans, catalog=catalog, paths_for=paths_for,
                                                       policy=policy.representativeness),

@@ -157,9 +157,8 @@ def _project_tokens(session: Session, settings: Settings, project: Project) -> p
     from catalog import load_catalog
     from enclave.state.models import ProjectExtract
     from pipelines import vault
-    from pipelines.provision.coarsen import quote
-    from pipelines.provision.extract import parquet_source
     from pipelines.provision.project import paths_in_batches, project_plans
+    from pipelines.vault import parquet_source, quote
 
     record = session.execute(select(ProjectExtract).where(
         ProjectExtract.project_code == project.code)).scalar_one_or_none()

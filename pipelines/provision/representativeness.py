@@ -24,10 +24,10 @@ from jinja2 import Environment, select_autoescape
 from catalog import Catalog
 from pipelines.provision import people
 from pipelines.provision.bar_chart import grouped_bar_chart
-from pipelines.provision.coarsen import quote
-from pipelines.provision.extract import PathsFor, parquet_source
+from pipelines.provision.extract import PathsFor
 from pipelines.provision.policy import RepresentativenessPolicy
 from pipelines.provision.select import FilePlan
+from pipelines.vault import parquet_source, quote
 
 DIMENSIONS = ("age_group", "sex", "region", "icd10_chapter")
 DIAGNOSIS_COLUMN = "ICD9CM_1"

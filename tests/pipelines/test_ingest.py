@@ -25,7 +25,7 @@ from enclave.config import Settings, load_settings, packaged_policies_dir
 from enclave.home import init_home
 from enclave.keys import KeyStore
 from enclave.state.db import session_scope
-from pipelines import vault
+from pipelines import person_summary, vault
 from pipelines.ingest import IngestError, ingest_directory
 from pipelines.ingest.errors import ValidatorDisagreement
 from pipelines.ingest.tokens import open_escrow, stage1_token
@@ -244,6 +244,31 @@ def test_tokens_are_stage1_hmac_and_the_escrow_opens_only_with_its_key(settings:
     sealed = escrow.filter((pl.col("token") == token) & (pl.col("kind") == "person")).get_column("sealed")[0]
     assert person.encode() not in sealed
     assert open_escrow(keys.escrow_key(), "person", sealed) == person
+
+
+def test_person_summaries_list_exactly_the_people_of_the_accepted_rows(settings: Settings, faulty_source: Path) -> None:
+    ingest_directory(settings, faulty_source, actor="alice")
+    catalog = load_catalog()
+    (batch,) = sorted(settings.vault_dir.glob("batch=*"))
+    summaries = sorted((batch / "people").glob("file=*/year=*.parquet"))
+    with_person = {d.name.split("=", 1)[1] for d in batch.glob("file=*")
+                   if person_summary.person_column(catalog.file(d.name.split("=", 1)[1]))}
+    assert {p.parent.name.split("=", 1)[1] for p in summaries} == with_person and with_person
+    for path in summaries:
+        fd = catalog.file(path.parent.name.split("=", 1)[1])
+        person = person_summary.person_column(fd)
+        rows = pl.read_parquet(sorted((batch / path.parent.name / path.stem).glob("*.parquet")))
+        summary = pl.read_parquet(path)
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert summary["token"].is_unique().all() and summary["token"].null_count() == 0
+        assert set(summary["token"].to_list()) == set(rows[person].drop_nulls().to_list()), path
+        if person_summary.has_demographics(fd):  # each person's sex and birth date occur in their rows
+            seen = rows.select(pl.col(person).alias("token"), pl.col("ID_S").alias("sex"),
+                               pl.col("ID_BIRTHDAY").alias("birth")).unique()
+            assert summary.select("token", "sex", "birth").join(seen, on=["token", "sex", "birth"],
+                                                                 how="anti", nulls_equal=True).is_empty()
+        else:
+            assert summary["sex"].null_count() == summary.height
 
 
 def test_rerun_is_idempotent(settings: Settings, faulty_source: Path) -> None:
