@@ -192,7 +192,9 @@ def token_queries(
                 continue
             selects.setdefault(kind, []).append(
                 f"SELECT t.{quote(column)} AS token FROM {source} WHERE t.{quote(column)} IS NOT NULL")
-    return {kind: f"SELECT DISTINCT token FROM ({' UNION ALL '.join(parts)})" for kind, parts in selects.items()}
+    return {
+        kind: f"SELECT DISTINCT token FROM ({' UNION ALL '.join(parts)})" for kind, parts in selects.items() if parts
+    }
 
 
 def find_tokens(con: duckdb.DuckDBPyConnection, queries: dict[str, str]) -> dict[str, pa.Array]:

@@ -1,4 +1,5 @@
-"""The project's people: one DuckDB table, ``project_people``, from one GROUP BY over the vault.
+"""The project's people: one DuckDB table, ``project_people``, from one GROUP BY over the
+vault's person summaries (:mod:`pipelines.person_summary`).
 
 One row per person in the person column of the approved files (in the approved years): the
 stage-1 ``token``; ``opted_out`` on the registry now; ``files``, a bit per approved person
