@@ -177,6 +177,28 @@ def test_representativeness_people_match_the_source(base: tuple[Path, dict], hom
         assert got == expected, dim
 
 
+def test_a_vault_without_person_summaries_gives_the_same_extract(home: tuple[Settings, dict]) -> None:
+    """Batches ingested before person summaries existed are read from their rows instead."""
+    settings, codes = home
+    extract = settings.projects_dir / codes["a"] / "extract"
+
+    def outputs() -> tuple:
+        manifest = json.loads((extract / "manifest.json").read_text())
+        people = set(pl.read_parquet(extract / "person_index.parquet")["pseudonym"].to_list())
+        report = json.loads((extract / "representativeness" / "summary.json").read_text())
+        return ({f: (i["rows"], i["optouts_excluded_rows"], i["optouts_excluded_people"])
+                 for f, i in manifest["files"].items()}, people, report["dimensions"], report["people_all"])
+
+    _prov._provision(settings, codes["a"])
+    with_summaries = outputs()
+    summaries = list(settings.vault_dir.glob("batch=*/people"))
+    assert summaries
+    for folder in summaries:
+        shutil.rmtree(folder)
+    _prov._provision(settings, codes["a"])
+    assert outputs() == with_summaries
+
+
 def test_shift_threshold_warns() -> None:
     from pipelines.provision.policy import RepresentativenessPolicy
     from pipelines.provision.representativeness import shifts
