@@ -97,8 +97,9 @@ def compute_counts(
     con: duckdb.DuckDBPyConnection, *, plans: list[FilePlan], catalog: Catalog, paths_for: PathsFor,
     policy: RepresentativenessPolicy,
 ) -> tuple[pl.DataFrame, int, int]:
-    """Counts per (dimension, category) for all people and for those kept, from the table
-    :func:`pipelines.provision.people.build` made on ``con`` (and ``optout``, for the visits)."""
+    """Counts per (dimension, category) for all people and for those kept, from the people table
+    (:func:`pipelines.provision.people.gather`, then :func:`~pipelines.provision.people.flag_opted_out`)
+    on ``con``, and from the rows and ``optout`` for the visits."""
     years = sorted({y for p in plans for y in p.years})
     if not con.sql(f"SELECT count(*) FROM {people.TABLE}").fetchall()[0][0]:
         return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
