@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from catalog import Catalog
-from pipelines.person_summary import PeopleFor
+from pipelines.person_summary import PeopleFor, person_column
 from pipelines.provision.coarsen import coarsen_sql
 from pipelines.provision.errors import ProvisionError
 from pipelines.provision.select import FilePlan
@@ -145,7 +145,7 @@ def prepare_exclusions(
     for parent in sorted({p.parent_file for p in plans if p.parent_file}):
         plan = next(p for p in plans if p.parent_file == parent)
         parent_def = catalog.file(parent)
-        person = next((c.name for c in parent_def.columns if c.identifier == "person"), None)
+        person = person_column(parent_def)
         paths = paths_for(parent, None)
         keys = ", ".join(f"p.{quote(k)}" for k in plan.parent_key)
         table = _excluded_claims_table(plan)

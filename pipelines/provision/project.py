@@ -16,13 +16,11 @@ import json
 import os
 import secrets
 import shutil
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import polars as pl
@@ -136,31 +134,6 @@ def _stage_pseudonyms(root: Path, mappings: dict[str, pa.Table]) -> Path:
     return tmp
 
 
-class _Background:
-    """Run ``fn`` in a thread; :meth:`result` joins it and re-raises its error."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
-        self._thread.start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self._value = fn()
-        except BaseException as exc:  # handed to the caller's thread by result()
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 def _pseudonymize(
     con: duckdb.DuckDBPyConnection, key: SecretKey, first: Future, rest: Future, *, rest_people: bool
 ) -> dict[str, pa.Table]:
@@ -243,12 +216,12 @@ def provision_project(
     con = extract.connect(memory_limit=policy.duckdb_memory_limit, threads=policy.duckdb_threads,
                           temp_dir=temp)
     moment = clock.now()
-    report: _Background | None = None
     registry: Path | None = None
     # DuckDB work off this thread, one query at a time on a cursor of its own (GIL released):
     # first the people's tokens, which the hashing waits for; then the other identifiers; then
     # the people table and the report's counts, which nothing waits for until the copy.
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provision-duckdb")
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provision-side")
     cursor = con.cursor()
     people_for = person_summary.people_in_batches([vault.batch_dir(settings, b) for b in batches])
     first = background.submit(extract.find_tokens, cursor, extract.token_queries(
@@ -292,7 +265,7 @@ def provision_project(
                 stage / "representativeness", project=code, counts=counts, people_all=people_all,
                 people_kept=people_kept, policy=policy.representativeness), excluded
 
-        report = _Background(side_files)
+        report = side.submit(side_files)
         outcome = extract.copy_files(con, prepared, plans=plans, catalog=catalog,
                                      paths_for=paths_for, stage=stage, on_step=on_step)
         summary, excluded = report.result()
@@ -322,14 +295,14 @@ def provision_project(
         extract.publish(stage, root)
     except BaseException:
         # Never delete the stage or close DuckDB under a thread still using them.
-        if report is not None:
-            report.join()
+        side.shutdown(wait=True)
         background.shutdown(wait=True, cancel_futures=True)
         extract.force_remove(stage)
         if registry is not None:
             registry.unlink(missing_ok=True)
         raise
     finally:
+        side.shutdown(wait=True)
         background.shutdown(wait=True)
         cursor.close()
         con.close()

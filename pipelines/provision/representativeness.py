@@ -22,6 +22,7 @@ import polars as pl
 from jinja2 import Environment, select_autoescape
 
 from catalog import Catalog
+from pipelines.person_summary import person_column
 from pipelines.provision import people
 from pipelines.provision.bar_chart import grouped_bar_chart
 from pipelines.provision.extract import PathsFor
@@ -101,7 +102,9 @@ def compute_counts(
     (:func:`pipelines.provision.people.gather`, then :func:`~pipelines.provision.people.flag_opted_out`)
     on ``con``, and from the rows and ``optout`` for the visits."""
     years = sorted({y for p in plans for y in p.years})
-    if not con.sql(f"SELECT count(*) FROM {people.TABLE}").fetchall()[0][0]:
+    people_all, people_kept = con.sql(
+        f"SELECT count(*), count(*) FILTER (WHERE NOT opted_out) FROM {people.TABLE}").fetchall()[0]
+    if not people_all:
         return pl.DataFrame(schema={"dimension": pl.String, "category": pl.String,
                                     "n_all": pl.Int64, "n_kept": pl.Int64}), 0, 0
     on = date(years[-1], 12, 31)
@@ -118,7 +121,7 @@ def compute_counts(
     ) + " ELSE 'unknown' END"
     dx_sources = []
     for fd in catalog.files:
-        person = next((c.name for c in fd.columns if c.identifier == "person"), None)
+        person = person_column(fd)
         if person is None or DIAGNOSIS_COLUMN not in fd.column_names or not chapters:
             continue
         paths = [p for y in years for p in paths_for(fd.name, y)]
@@ -141,9 +144,8 @@ def compute_counts(
             + " UNION ALL ".join(dx_sources) + ") GROUP BY category3) GROUP BY ALL"
         )
     counts = pl.DataFrame(con.sql(" UNION ALL ".join(queries)).to_arrow_table())
-    totals = con.sql(f"SELECT count(*), count(*) FILTER (WHERE NOT opted_out) FROM {people.TABLE}").fetchall()[0]
     return counts.with_columns(pl.col("n_all").cast(pl.Int64), pl.col("n_kept").cast(pl.Int64)), \
-        int(totals[0]), int(totals[1])
+        int(people_all), int(people_kept)
 
 
 _AXIS_LABELS = {"icd10_chapter": "share of visits (%)"}
