@@ -1,19 +1,32 @@
 """The export service: the kernels' only door to the export queue, run as root by the hub.
 
 Kernels cannot reach the state database. They connect to the Unix socket
-``<home>/run/export.sock`` and send one JSON line; the service identifies the caller from the
-socket itself (``SO_PEERCRED`` uid → Unix user ``enc-<username>`` → enclave username), never
-from the request, and answers one JSON line:
+``<home>/run/export.sock`` and send one JSON line; the service answers one JSON line:
 
-* ``{"op": "whoami"}`` → ``{"ok": true, "username", "uid"}``
-* ``{"op": "preview", "project", "paths"}`` → the automated check of files in the project's
-  scratch (``disclosure_review.check_paths`` plus differencing against released outputs);
-* ``{"op": "request", "project", "paths", "purpose"}`` →
-  ``disclosure_review.requests.create_request`` with the caller as actor.
+* ``{"op": "whoami"}`` → ``{"ok": true, "username", "uid", "project"}``
+* ``{"op": "preview", "paths"}`` → the automated check of files in the project's scratch
+  (``disclosure_review.check_paths`` plus differencing against released outputs);
+* ``{"op": "request", "paths", "purpose"}`` → ``disclosure_review.requests.create_request``
+  with the caller as actor.
 
-Files are taken only from ``projects/<CODE>/scratch`` (resolved, so ``..`` and symlinks out
-are refused) and copied into a private staging folder before anything reads them, so a file
-swapped after the check is not the one checked. Refusals are ``{"ok": false, "error"}``.
+**Who is calling** comes from the kernel, never from the request: the peer's pid and uid
+(``SO_PEERCRED``) name a server in the hub's registry (:func:`enclave.hub.sessions.caller_session`,
+which also checks that the process runs inside that server's cgroup). The username and the
+project are the session's; a request naming another ``project`` is refused, and the user
+must still be a current member of it in the state database.
+
+**Which files**: absolute paths lexically under ``projects/<CODE>/scratch`` of the session's
+project, owned by the caller. The scratch folder (root-controlled) is opened once; every file is
+then reached by a component-by-component ``O_NOFOLLOW`` walk from that descriptor
+(:mod:`enclave.workspace.safe_files`), so a symlink anywhere, ``..``, a FIFO, a hard link or
+another user's file is refused however the researcher rearranges their folders meanwhile. The
+bytes are copied, bounded in size and time, into a root-private staging folder, and only
+those copies are checked or queued.
+
+**No caller can wedge it**: calls run on a small worker pool, at most one call per uid at a
+time (a second gets a "busy" refusal), each with a deadline (:data:`CALL_DEADLINE_SECONDS`)
+after which copying and checking stop and the reply says so. No lock is held while a
+researcher's file is read. Refusals are ``{"ok": false, "error", "kind"}``.
 
 Run: ``python -m enclave.workspace.export_service --home HOME`` (or with ``ENCLAVE_HOME``).
 """
@@ -22,47 +35,72 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
-import pwd
-import shutil
 import signal
 import socket
-import stat
 import struct
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from enclave.config import Settings, load_settings
 from enclave.errors import EnclaveError, InputError, PermissionDenied
+from enclave.hub.sessions import WorkspaceSession, caller_session
+from enclave.workspace import safe_files
+from enclave.workspace.safe_files import DeadlinePassed, UnsafePath
 from enclave.workspace.singleuser import export_socket, project_dir, scratch_dir
 
 log = logging.getLogger("enclave.export_service")
 
-UNIX_USER_PREFIX = "enc-"
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_FILES = 50
 MAX_FILE_BYTES = 64 * 1024 * 1024
+READ_TIMEOUT_SECONDS = 30.0
+#: Each call (queueing, copying, checking) must finish within this; then it is stopped.
+CALL_DEADLINE_SECONDS = 120.0
+#: A call stuck past its deadline inside one step still gets a reply this much later.
+REPLY_GRACE_SECONDS = 5.0
+#: Calls served at the same time (one per uid): a few, so one user cannot starve the others.
+WORKERS = 4
+
+SessionResolver = Callable[[int, int], WorkspaceSession]
 
 
-class CallerNotIdentified(PermissionDenied):
-    """The connecting process's uid is not an enclave researcher's Unix user."""
+class PathRefused(UnsafePath):
+    """A named file is not an absolute path in the caller's project scratch, or is named twice."""
 
 
-class PathRefused(PermissionDenied):
-    """A named file is outside the caller's project scratch, or not a regular file."""
+class ProjectMismatch(PermissionDenied):
+    """The request names a project other than the one the caller's server was started for."""
 
 
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
+class ServiceBusy(PermissionDenied):
+    """The caller already has a call in flight, or the export queue stayed busy too long."""
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
     data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", data)
-    return uid
+    pid, uid, gid = struct.unpack("3i", data)
+    return pid, uid, gid
+
+
+def _refusal(exc: EnclaveError) -> dict[str, Any]:
+    return {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+
+
+def _check_deadline(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise DeadlinePassed(f"the call reached its time limit {what}; export fewer or smaller "
+                             "files per call")
 
 
 class ExportService:
@@ -71,108 +109,137 @@ class ExportService:
     Parameters
     ----------
     settings : Settings
-        The enclave home (state database, policies, projects).
+        The enclave home (state database, policies, projects, the hub's server registry).
     socket_path : Path, optional
         Default ``<home>/run/export.sock``.
-    uid_map : mapping of int to str, optional
-        **Test only**: uid → enclave username, replacing the Unix user lookup (so a test
-        running as root can act as a researcher). Never set in production.
+    session_for : callable ``(uid, pid) -> WorkspaceSession``, optional
+        **Test only**: replaces :func:`enclave.hub.sessions.caller_session` (so a test running
+        as root can act as a researcher). It must raise ``NoWorkspaceSession`` for a caller
+        it does not know. Never set in production.
+    call_deadline : float, optional
+        Seconds each call may take (default :data:`CALL_DEADLINE_SECONDS`).
     """
 
     def __init__(self, settings: Settings, *, socket_path: Path | None = None,
-                 uid_map: Mapping[int, str] | None = None) -> None:
+                 session_for: SessionResolver | None = None,
+                 call_deadline: float = CALL_DEADLINE_SECONDS) -> None:
         self.settings = settings
         self.socket_path = socket_path or export_socket(settings)
-        self.uid_map = dict(uid_map) if uid_map is not None else None
-        # SQLite and the request folders are not for concurrent writers: one call at a time.
-        self._lock = threading.Lock()
+        self._session_for: SessionResolver = session_for or (
+            lambda uid, pid: caller_session(settings, uid=uid, pid=pid))
+        self.call_deadline = call_deadline
+        self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="export-call")
+        # Guards only the set of uids with a call in flight (no I/O under it).
+        self._in_flight: set[int] = set()
+        self._in_flight_lock = threading.Lock()
+        # create_request writes the state DB (SQLite's BEGIN IMMEDIATE serialises writers
+        # anyway) and keeps its write transaction open while it checks the files. Waiting here,
+        # bounded by the call's deadline, gives a clear "busy" answer instead of SQLite's
+        # busy timeout. It is taken only around create_request on already-staged private
+        # copies, never while a researcher's file is read.
+        self._queue_lock = threading.Lock()
 
-    # -- identity and files ---------------------------------------------------------------
-    def identify(self, uid: int) -> str:
-        """Enclave username of Unix ``uid``; raise :class:`CallerNotIdentified` otherwise."""
-        if self.uid_map is not None:
-            if uid not in self.uid_map:
-                raise CallerNotIdentified(f"uid {uid} is not mapped to an enclave user")
-            return self.uid_map[uid]
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError as exc:
-            raise CallerNotIdentified(f"uid {uid} has no Unix user") from exc
-        if not name.startswith(UNIX_USER_PREFIX) or len(name) == len(UNIX_USER_PREFIX):
-            raise CallerNotIdentified(
-                f"Unix user {name!r} (uid {uid}) is not a researcher account "
-                f"({UNIX_USER_PREFIX}<username>)")
-        return name[len(UNIX_USER_PREFIX):]
-
-    def stage(self, project: str, paths: Sequence[str], folder: Path) -> list[Path]:
+    # -- files ----------------------------------------------------------------------------
+    def stage(self, session: WorkspaceSession, paths: Sequence[Any], folder: Path, *,
+              deadline: float) -> list[Path]:
         """Copy the named files (and their cell sidecars) from the project scratch to ``folder``.
+
+        Parameters
+        ----------
+        session : WorkspaceSession
+            The caller's server: its project's scratch is the root, its uid the required owner.
+        paths : sequence of str
+            Absolute paths lexically under ``projects/<CODE>/scratch``.
+        folder : Path
+            Root-private staging folder.
+        deadline : float
+            ``time.monotonic()`` value after which copying stops.
+
+        Returns
+        -------
+        list of Path
+            The copies of the named files (sidecars sit next to them).
 
         Raises
         ------
-        PathRefused
-            A path is relative, outside ``projects/<CODE>/scratch``, not a regular file,
-            too large, or two files share a name.
+        UnsafePath
+            A path is relative, outside the scratch, crosses a symlink or ``..``, names
+            something that is not a regular file of the caller's with one link, too large, or
+            two files share a name.
+        NoSuchFile
+            A named file does not exist.
+        DeadlinePassed
+            The call's time ran out while copying.
         """
         from disclosure_review.cells import SIDECAR_SUFFIXES
 
-        if not paths:
-            raise InputError("name at least one output file")
+        if isinstance(paths, str) or not isinstance(paths, Sequence) or not paths:
+            raise InputError("name at least one output file (a list of paths)")
         if len(paths) > MAX_FILES:
             raise InputError(f"{len(paths)} files; at most {MAX_FILES} per call")
-        root = os.path.realpath(scratch_dir(self.settings, project))
+        root = scratch_dir(self.settings, session.project)
+        where = f"the project scratch ({root}); outputs are exported only from there"
         copies: list[Path] = []
-        for raw in paths:
-            if not isinstance(raw, str) or not os.path.isabs(raw):
-                raise PathRefused(f"{raw!r}: give an absolute path in the project scratch")
-            real = os.path.realpath(raw)
-            if not real.startswith(root + os.sep):
-                raise PathRefused(f"{raw}: outside the project scratch ({root}); outputs are "
-                                  "exported only from there")
-            target = folder / os.path.basename(real)
-            if target.exists():
-                raise PathRefused(f"{raw}: another file of this call is also named "
-                                  f"{target.name!r}; rename one")
-            self._copy(real, target, label=raw)
-            copies.append(target)
-            for suffix in SIDECAR_SUFFIXES:
-                sidecar = real + suffix
-                if os.path.lexists(sidecar):
-                    real_side = os.path.realpath(sidecar)
-                    if not real_side.startswith(root + os.sep):
-                        raise PathRefused(f"{sidecar}: sidecar points outside the scratch")
-                    self._copy(real_side, folder / (target.name + suffix), label=sidecar)
+        # The scratch folder and its parents are root's: opening it by path is safe.
+        root_fd = safe_files.open_directory(root)
+        try:
+            for raw in paths:
+                if not isinstance(raw, str) or not raw.startswith("/"):
+                    raise PathRefused(f"{raw!r}: give an absolute path in the project scratch")
+                *dirs, name = safe_files.split_beneath(raw, root, root_name=where)
+                parent_fd = safe_files.open_dir_beneath(root_fd, dirs, label=raw)
+                try:
+                    target = folder / name
+                    self._copy_at(parent_fd, name, target, label=raw, owner=session.uid,
+                                  deadline=deadline)
+                    copies.append(target)
+                    for suffix in SIDECAR_SUFFIXES:
+                        # Same folder descriptor: the sidecar belongs to the file just copied.
+                        with contextlib.suppress(safe_files.NoSuchFile):
+                            self._copy_at(parent_fd, name + suffix, folder / (name + suffix),
+                                          label=raw + suffix, owner=session.uid, deadline=deadline)
+                finally:
+                    os.close(parent_fd)
+        finally:
+            os.close(root_fd)
         return copies
 
     @staticmethod
-    def _copy(real: str, target: Path, *, label: str) -> None:
-        # O_NOFOLLOW: the checked path has no symlinks; if one appears now, refuse.
+    def _copy_at(dir_fd: int, name: str, target: Path, *, label: str, owner: int,
+                 deadline: float) -> None:
+        fd, _info = safe_files.open_file_at(dir_fd, name, label=label, max_bytes=MAX_FILE_BYTES,
+                                            owner=owner)
         try:
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError as exc:
-            raise PathRefused(f"{label}: cannot be opened ({exc.strerror})") from exc
-        with os.fdopen(fd, "rb") as source:
-            info = os.fstat(source.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise PathRefused(f"{label}: not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise PathRefused(f"{label}: {info.st_size} bytes; outputs are at most "
-                                  f"{MAX_FILE_BYTES // (1024 * 1024)} MiB")
-            with open(target, "wb") as out:
-                shutil.copyfileobj(source, out)
+            # "x": the staging folder is ours; an existing name is another file of this call.
+            with open(target, "xb") as out:
+                safe_files.copy_bounded(fd, out, max_bytes=MAX_FILE_BYTES, label=label,
+                                        deadline=deadline)
+        except FileExistsError:
+            raise PathRefused(f"{label}: another file of this call is also named {name!r}; "
+                              "rename one") from None
+        finally:
+            os.close(fd)
 
     # -- operations -----------------------------------------------------------------------
-    def _member_project(self, session: Any, username: str, code: str) -> Any:
+    def _project_of(self, session: WorkspaceSession, payload: Mapping[str, Any]) -> str:
+        named = payload.get("project", session.project)
+        if named != session.project:
+            raise ProjectMismatch(
+                f"this workspace server was started for project {session.project}, not "
+                f"{named!r}; start a server for {named!r} from the hub to export from it")
+        return session.project
+
+    def _member_project(self, db: Any, username: str, code: str) -> Any:
         from disclosure_review.requests import get_project, project_members
 
-        if not isinstance(code, str) or not code:
-            raise InputError("name the project (ENCLAVE_PROJECT)")
         project_dir(self.settings, code)  # validates the code as a path component
-        project = get_project(session, code)
+        project = get_project(db, code)
         if username not in project_members(project):
             raise PermissionDenied(f"{username} is not a current member of project {code}")
         return project
 
-    def preview(self, username: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def preview(self, session: WorkspaceSession, payload: Mapping[str, Any], *,
+                deadline: float) -> dict[str, Any]:
         """The automated check of the named files, as ``export check`` would report it."""
         from disclosure_review.cells import read_cells, sidecar_for
         from disclosure_review.checker import check_paths
@@ -182,14 +249,15 @@ class ExportService:
         from disclosure_review.requests import request_policy
         from enclave.state.db import session_scope
 
-        code = payload.get("project")
-        with session_scope(self.settings) as session:
-            project = self._member_project(session, username, code)
+        code = self._project_of(session, payload)
+        with session_scope(self.settings) as db:
+            project = self._member_project(db, session.username, code)
         policy = request_policy(self.settings)
         context = StoreProjectContext(project.code, self.settings.projects_dir / project.code)
         with self._staging() as folder:
-            copies = self.stage(project.code, payload.get("paths") or [], folder)
-            report = check_paths(copies, policy=policy, project=context)
+            copies = self.stage(session, payload.get("paths") or [], folder, deadline=deadline)
+            report = check_paths(copies, policy=policy, project=context,
+                                 progress=lambda _p: _check_deadline(deadline, "while checking"))
             findings = [replace(f, file=Path(f.file).name) for f in report.findings]
             cells = []
             for copy in copies:
@@ -198,6 +266,7 @@ class ExportService:
                     cells += [replace(c, output_id=f"{project.code}/preview/{copy.name}")
                               for c in read_cells(side)]
             if cells:
+                _check_deadline(deadline, "before differencing")
                 history = DifferencingHistory(context.differencing_store,
                                               threshold=policy.differencing_threshold)
                 findings += history.check(cells)
@@ -205,24 +274,35 @@ class ExportService:
                            files=tuple(c.name for c in copies))
         return {"report": full.to_dict()}
 
-    def request(self, username: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    def request(self, session: WorkspaceSession, payload: Mapping[str, Any], *,
+                deadline: float) -> dict[str, Any]:
         """Create an export request for the named files with the caller as author."""
         from disclosure_review.requests import create_request
         from enclave.state.db import session_scope
 
-        code = payload.get("project")
+        code = self._project_of(session, payload)
         purpose = payload.get("purpose")
         if not isinstance(purpose, str) or not purpose.strip():
             raise InputError("state the purpose: what is exported and why")
-        with self._staging() as folder, session_scope(self.settings) as session:
-            self._member_project(session, username, code)
-            copies = self.stage(code, payload.get("paths") or [], folder)
-            request = create_request(session, self.settings, actor=username, project=code,
-                                     paths=copies, purpose=purpose)
-            reply = {"request": request.code, "status": request.status,
-                     "verdict": request.check_verdict,
-                     "report": json.loads(request.check_report or "{}")}
-        log.info("export request %s by %s for %s: %s", reply["request"], username, code,
+        with session_scope(self.settings) as db:
+            self._member_project(db, session.username, code)
+        with self._staging() as folder:
+            copies = self.stage(session, payload.get("paths") or [], folder, deadline=deadline)
+            if not self._queue_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise ServiceBusy("the export queue is busy with other requests; try again in "
+                                  "a few minutes")
+            try:
+                with session_scope(self.settings) as db:
+                    request = create_request(
+                        db, self.settings, actor=session.username, project=code, paths=copies,
+                        purpose=purpose,
+                        progress=lambda _p: _check_deadline(deadline, "while checking"))
+                    reply = {"request": request.code, "status": request.status,
+                             "verdict": request.check_verdict,
+                             "report": json.loads(request.check_report or "{}")}
+            finally:
+                self._queue_lock.release()
+        log.info("export request %s by %s for %s: %s", reply["request"], session.username, code,
                  reply["status"])
         return reply
 
@@ -230,44 +310,104 @@ class ExportService:
         self.settings.tmp_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return _StagingDir(self.settings.tmp_dir)
 
-    def handle(self, uid: int, payload: Any) -> dict[str, Any]:
-        """Answer one decoded request from ``uid`` (synchronous; errors become replies)."""
+    # -- calls ----------------------------------------------------------------------------
+    def _claim(self, uid: int) -> None:
+        """Claim the one call ``uid`` may have in flight; :class:`ServiceBusy` if it is taken."""
+        with self._in_flight_lock:
+            if uid in self._in_flight:
+                raise ServiceBusy(f"uid {uid} has another export call in progress; wait for its "
+                                  "answer, then try again")
+            self._in_flight.add(uid)
+
+    def _release(self, uid: int) -> None:
+        with self._in_flight_lock:
+            self._in_flight.discard(uid)
+
+    def handle(self, uid: int, pid: int, payload: Any) -> dict[str, Any]:
+        """Answer one decoded request from process ``pid`` of ``uid``, synchronously (errors
+        become replies); at most one call per uid runs at a time, within the call deadline."""
         try:
+            self._claim(uid)
+        except ServiceBusy as exc:
+            log.warning("refused uid %s: %s", uid, exc)
+            return _refusal(exc)
+        try:
+            return self._answer(uid, pid, payload, time.monotonic() + self.call_deadline)
+        finally:
+            self._release(uid)
+
+    def _answer(self, uid: int, pid: int, payload: Any, deadline: float) -> dict[str, Any]:
+        try:
+            _check_deadline(deadline, "waiting for a free worker (the service is busy)")
             if not isinstance(payload, dict):
                 raise InputError("send one JSON object per line")
-            username = self.identify(uid)
+            session = self._session_for(uid, pid)
             op = payload.get("op")
-            with self._lock:
-                if op == "whoami":
-                    result: dict[str, Any] = {"username": username, "uid": uid}
-                elif op == "preview":
-                    result = self.preview(username, payload)
-                elif op == "request":
-                    result = self.request(username, payload)
-                else:
-                    raise InputError(f"unknown op {op!r}; use whoami, preview or request")
+            if op == "whoami":
+                result: dict[str, Any] = {"username": session.username, "uid": uid,
+                                          "project": session.project}
+            elif op == "preview":
+                result = self.preview(session, payload, deadline=deadline)
+            elif op == "request":
+                result = self.request(session, payload, deadline=deadline)
+            else:
+                raise InputError(f"unknown op {op!r}; use whoami, preview or request")
             return {"ok": True, **result}
         except EnclaveError as exc:
-            log.warning("refused uid %s: %s", uid, exc)
-            return {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+            log.warning("refused uid %s (pid %s): %s", uid, pid, exc)
+            return _refusal(exc)
         except Exception:
             log.exception("export service failed for uid %s", uid)
             return {"ok": False, "error": "internal error in the export service; "
                     "the custodian has the log", "kind": "InternalError"}
 
+    async def _dispatch(self, uid: int, pid: int, payload: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + self.call_deadline
+        try:
+            self._claim(uid)  # before queueing: one uid never fills the pool's queue
+        except ServiceBusy as exc:
+            log.warning("refused uid %s: %s", uid, exc)
+            return _refusal(exc)
+        future: Future[dict[str, Any]] = self._pool.submit(self._answer, uid, pid, payload, deadline)
+        # Released when the worker really ends, even if the reply below stopped waiting for it:
+        # a call stuck past its deadline keeps its own uid busy, nobody else's.
+        future.add_done_callback(lambda _f: self._release(uid))
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
+                                          timeout=self.call_deadline + REPLY_GRACE_SECONDS)
+        except TimeoutError:
+            log.warning("call of uid %s is still running past its deadline", uid)
+            return _refusal(DeadlinePassed(
+                "the call passed its time limit and was abandoned; export fewer or smaller "
+                "files per call"))
+
     # -- serving --------------------------------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            uid = peer_uid(writer.get_extra_info("socket"))
+            pid, uid, _gid = peer_credentials(writer.get_extra_info("socket"))
             try:
-                line = await asyncio.wait_for(reader.readline(), timeout=30)
-                payload: Any = json.loads(line.decode("utf-8"))
-            except (TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:
-                payload = None
-                log.warning("bad request from uid %s: %s", uid, exc)
-            reply = await asyncio.to_thread(self.handle, uid, payload)
+                line = await asyncio.wait_for(reader.readline(), timeout=READ_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning("uid %s sent no request line", uid)
+                reply = _refusal(InputError(f"no request line within {READ_TIMEOUT_SECONDS:.0f} s; "
+                                            "send one JSON object and a newline"))
+            except ValueError:  # asyncio's readline turns LimitOverrunError into ValueError
+                log.warning("uid %s sent a request line over %s bytes", uid, MAX_REQUEST_BYTES)
+                reply = _refusal(InputError(f"request longer than {MAX_REQUEST_BYTES} bytes; "
+                                            "name fewer files per call"))
+            else:
+                try:
+                    payload: Any = json.loads(line.decode("utf-8"))
+                except ValueError as exc:
+                    log.warning("uid %s sent malformed JSON: %s", uid, exc)
+                    reply = _refusal(InputError(f"the request is not valid JSON ({exc}); send one "
+                                                "JSON object per line"))
+                else:
+                    reply = await self._dispatch(uid, pid, payload)
             writer.write(json.dumps(reply, ensure_ascii=False, default=str).encode() + b"\n")
             await writer.drain()
+        except (ConnectionError, BrokenPipeError):
+            pass  # the client went away; nothing to answer
         finally:
             writer.close()
 
@@ -279,10 +419,14 @@ class ExportService:
             self.socket_path.unlink()
         server = await asyncio.start_unix_server(self._client, path=str(self.socket_path),
                                                  limit=MAX_REQUEST_BYTES)
-        # Anyone may connect: the peer uid, not file permissions, decides who is served.
+        # Anyone may connect: the peer's credentials, not file permissions, decide who is served.
         os.chmod(self.socket_path, 0o666)
         log.info("export service listening on %s", self.socket_path)
         return server
+
+    def close(self) -> None:
+        """Stop the worker pool (calls in progress finish; queued ones are dropped)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _StagingDir(tempfile.TemporaryDirectory):  # type: ignore[type-arg]
@@ -303,6 +447,7 @@ async def serve_forever(service: ExportService) -> None:
     async with server:
         await stop.wait()
     service.socket_path.unlink(missing_ok=True)
+    service.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

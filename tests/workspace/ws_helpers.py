@@ -16,12 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
 
 from enclave.config import Settings
+from enclave.hub.sessions import NoWorkspaceSession, WorkspaceSession
 from enclave.workspace.demo import write_demo_extract
 from enclave.workspace.export_service import ExportService
 from enclave.workspace.singleuser import environment, server_args
@@ -60,6 +61,26 @@ def make_demo_project(settings: Settings, code: str = PROJECT) -> Path:
     return folder
 
 
+def fake_session(username: str, *, uid: int | None = None, project: str = PROJECT) -> WorkspaceSession:
+    """A registry record for ``username`` on ``project`` (default: this process's uid)."""
+    uid = os.getuid() if uid is None else uid
+    return WorkspaceSession(username=username, project=project, uid=uid, gid=uid,
+                            cgroup="/enclave/test", cgroup_dirs=(), started_at="2026-01-01T00:00:00Z")
+
+
+def sessions_by_uid(*sessions: WorkspaceSession) -> Callable[[int, int], WorkspaceSession]:
+    """A test ``session_for`` resolver: uid → session, ``NoWorkspaceSession`` for others
+    (stands in for the hub's registry and the cgroup check, tested on their own)."""
+    table = {s.uid: s for s in sessions}
+
+    def resolve(uid: int, pid: int) -> WorkspaceSession:
+        if uid not in table:
+            raise NoWorkspaceSession(f"uid {uid} has no running workspace server (test registry)")
+        return table[uid]
+
+    return resolve
+
+
 class ServiceThread:
     """Runs an :class:`ExportService` on its own event loop in a daemon thread."""
 
@@ -91,6 +112,7 @@ class ServiceThread:
         assert self._stop is not None
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=20)
+        self.service.close()
 
 
 def free_port() -> int:
@@ -192,8 +214,9 @@ def toolkit_env(demo, monkeypatch):
 
 @pytest.fixture
 def export_service(demo):
-    """The export service on ``<home>/run/export.sock``; this process's uid acts as rex."""
-    service = ExportService(demo, uid_map={os.getuid(): "rex"})
+    """The export service on ``<home>/run/export.sock``; this process's uid acts as rex, in a
+    server started for the demo project."""
+    service = ExportService(demo, session_for=sessions_by_uid(fake_session("rex")))
     with ServiceThread(service):
         yield service
 
