@@ -5,6 +5,9 @@ each token's lemma to its lower-case text so presidio's context words work); no 
 downloaded at run time. Recognizers are regular expressions with validation:
 
 - ``TW_NATIONAL_ID`` / ``TW_RESIDENT_CERTIFICATE``: checksum-validated, so look-alikes pass;
+  letters in either case (``a123456789`` is ``A123456789``, validated upper-cased); found at
+  the start of the text or of a line, and after an escaped line break (``\\n`` in JSON or
+  a string literal), not inside a longer word or number;
 - ``TW_PHONE``: mobile 09xx-xxx-xxx / +886 9…, landlines written with an area code;
 - ``MEDICAL_INSTITUTION_CODE``: 10 digits whose first two are an ownership code (權屬別)
   and next two a county code, scored up by context (醫院, hosp_id, …);
@@ -13,7 +16,7 @@ downloaded at run time. Recognizers are regular expressions with validation:
   before 先生/小姐/女士.
 
 Chinese context is part of the patterns themselves because the blank pipeline does not
-segment Chinese words.
+segment Chinese words. Long texts are scanned in overlapping pieces (:func:`scan_text`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ SURNAMES = (
     "韓袁金童陸夏柳凃邵錢伍倪溫于譚駱熊任甘秦顧毛章史官萬俞雷粘饒"
 )
 _HAN = r"[\u4e00-\u9fff]"
-_NOT_ALNUM_BEFORE = r"(?<![A-Za-z0-9])"
+# An ID starts after a non-alphanumeric character, or after an escaped line break or tab
+# ("\\nA123456789" in a JSON file or a string literal is an ID at the start of a line).
+_ID_BEFORE = r"(?:(?<![A-Za-z0-9])|(?<=\\[nrt]))"
 _NOT_ALNUM_AFTER = r"(?![A-Za-z0-9])"
 _NOT_DIGIT_BEFORE = r"(?<![0-9])"
 _NOT_DIGIT_AFTER = r"(?![0-9])"
@@ -50,6 +55,13 @@ _DATE = (
     r"(?:(?:19|20)\d{2}[-/.年]\s?\d{1,2}[-/.月]\s?\d{1,2}日?|(?:19|20)\d{2}(?:0[1-9]|1[0-2])"
     r"(?:0[1-9]|[12]\d|3[01])|(?:民國)?\s?\d{2,3}年\d{1,2}月\d{1,2}日|\d{2,3}/\d{1,2}/\d{1,2})"
 )
+
+
+# presidio's context step costs (hits x tokens) per call, and spaCy refuses texts over 10**6
+# characters: long texts go through in pieces. A piece's margins hold the longest pattern
+# (and its context words) that can cross a cut.
+_PIECE_CHARS = 8_000
+_MARGIN_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -100,16 +112,18 @@ class BlankSpacyNlpEngine(SpacyNlpEngine):
 
 
 def _recognizers() -> list[PatternRecognizer]:
-    strict = 0  # case-sensitive, no DOTALL: IDs are upper-case letters
+    # No IGNORECASE/DOTALL: the letters' cases are spelled out in the classes, and the
+    # validator upper-cases the match (a123456789 is written for A123456789).
+    strict = 0
     national = _TwIdRecognizer(
         supported_entity="TW_NATIONAL_ID",
         patterns=[Pattern("tw_national_id",
-                          _NOT_ALNUM_BEFORE + r"[A-Z][1289]\d{8}" + _NOT_ALNUM_AFTER, 0.5)],
+                          _ID_BEFORE + r"[A-Za-z][1289]\d{8}" + _NOT_ALNUM_AFTER, 0.5)],
         context=["身分證", "id", "身分", "統一編號"], global_regex_flags=strict,
     )
     resident = _TwIdRecognizer(
         supported_entity="TW_RESIDENT_CERTIFICATE",
-        patterns=[Pattern("tw_arc", _NOT_ALNUM_BEFORE + r"[A-Z][A-D]\d{8}" + _NOT_ALNUM_AFTER,
+        patterns=[Pattern("tw_arc", _ID_BEFORE + r"[A-Za-z][A-Da-d]\d{8}" + _NOT_ALNUM_AFTER,
                           0.5)],
         context=["居留證", "arc", "resident"], global_regex_flags=strict,
     )
@@ -175,10 +189,14 @@ def analyzer() -> AnalyzerEngine:
 def scan_text(text: str, *, min_score: float = 0.5) -> list[IdentifierHit]:
     """Find identifiers in ``text``.
 
+    Texts longer than ``_PIECE_CHARS`` are scanned piece by piece, each piece read with
+    ``_MARGIN_CHARS`` of its neighbours so that identifiers and context words across a cut
+    are seen whole; a hit counts in the piece where it starts.
+
     Parameters
     ----------
     text : str
-        Any text (Chinese or English).
+        Any text (Chinese or English), of any length.
     min_score : float
         Hits scoring below this (after context enhancement) are dropped.
 
@@ -189,9 +207,16 @@ def scan_text(text: str, *, min_score: float = 0.5) -> list[IdentifierHit]:
     """
     if not text.strip():
         return []
-    results = analyzer().analyze(text=text, language="en", score_threshold=min_score)
-    hits = [
-        IdentifierHit(r.entity_type, r.start, r.end, text[r.start:r.end], float(r.score))
-        for r in results
-    ]
+    engine = analyzer()
+    hits: list[IdentifierHit] = []
+    for start in range(0, len(text), _PIECE_CHARS):
+        end = start + _PIECE_CHARS
+        lo, hi = max(0, start - _MARGIN_CHARS), min(len(text), end + _MARGIN_CHARS)
+        piece = text[lo:hi]
+        if not piece.strip():
+            continue
+        for r in engine.analyze(text=piece, language="en", score_threshold=min_score):
+            if start <= lo + r.start < end:  # the margins belong to the neighbouring pieces
+                hits.append(IdentifierHit(r.entity_type, lo + r.start, lo + r.end,
+                                          piece[r.start:r.end], float(r.score)))
     return sorted(hits, key=lambda h: (h.start, h.entity))

@@ -65,3 +65,26 @@ class InputError(EnclaveError):
     """Bad input from a user or a source file (names the file, row and rule)."""
 
     exit_code = 2
+
+
+class ScreeningRefused(PermissionDenied):
+    """Content may not pass between the browser and a workspace (:mod:`enclave.workspace.screening`).
+
+    The message names the file, the part refused and the policy key (or rule) that refused it.
+
+    Attributes
+    ----------
+    file : str
+        The contents-API path of the file.
+    part : str
+        What was refused: ``"the file"``, ``"cell 3 output 1"``, ``"notebook metadata"``...
+    key : str
+        The policy key (``max_upload_kb``...) or, for rules without one, the rule's name
+        (``identifiers``, ``contents_model``); also a short reason label for logs and metrics.
+    """
+
+    def __init__(self, message: str, *, file: str, part: str, key: str) -> None:
+        super().__init__(message)
+        self.file = file
+        self.part = part
+        self.key = key

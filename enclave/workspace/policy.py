@@ -25,7 +25,11 @@ class WorkspacePolicy(BaseModel):
     terminal_enabled : bool
         Whether researchers get a terminal (a shell is one more way to move data around).
     max_upload_kb, max_notebook_kb, max_image_kb : int
-        Size caps (KiB) for uploads/plain-file saves, notebook saves, images shown.
+        Size caps (KiB) for uploads/plain-file saves, notebooks (saved or shown), images shown.
+    max_text_kb : int
+        Largest text file (KiB) the browser may receive.
+    max_image_megapixels : int
+        Largest image (million pixels) decoded to be shown (decoding costs memory).
     upload_suffixes : tuple of str
         File types (code and text) that may be uploaded or saved through the browser.
     """
@@ -37,6 +41,8 @@ class WorkspacePolicy(BaseModel):
     max_upload_kb: int = Field(gt=0)
     max_notebook_kb: int = Field(gt=0)
     max_image_kb: int = Field(ge=0)
+    max_text_kb: int = Field(gt=0)
+    max_image_megapixels: int = Field(gt=0)
     upload_suffixes: tuple[str, ...]
 
 

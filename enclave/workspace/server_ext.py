@@ -6,13 +6,12 @@ Server side, whatever the browser does:
 * ``/files/…``, ``/view/…``, ``/nbconvert/…``, ``/api/nbconvert``, ``/directories/…`` and
   archive routes answer 403 (:class:`RefusedHandler`), so no file is downloaded or exported;
 * the contents API (:class:`EnclaveContentsManager`) never returns the bytes of anything
-  under the extract, and returns base64 bytes only for small images (PNG/JPEG/GIF by magic
-  bytes) — a renamed Parquet file is caught by its contents, not its name;
-* uploads and saves are limited to code and text types and a size, decoded as UTF-8 and
-  scanned for identifiers (``disclosure_review.identifiers.scan_text``): no re-identifiable
-  data comes in;
-* notebook outputs larger than ``max_output_cell_kb`` are replaced by a note on save, and
-  the IOPub data rate is limited to the same size per second;
+  under the extract, and screens every model it saves and every model it returns with
+  :mod:`enclave.workspace.screening` (the rules the hub's gateway applies too): uploads and
+  saves only of code, text and notebooks, size-capped and scanned for identifiers; to the
+  browser only images that decode (re-encoded as PNG), text up to ``max_text_kb`` and
+  notebooks with outputs over ``max_output_cell_kb`` replaced by a note — whoever wrote them;
+* the IOPub data rate is limited to ``max_output_cell_kb`` per second;
 * terminals follow the policy; JupyterLab's download/export/copy-output plugins are
   disabled through the page config (``jupyter_config/labconfig/page_config.json``, also
   forced by a page-config hook so a user's config cannot bring them back).
@@ -23,8 +22,6 @@ Values come from :class:`WorkspaceGuard` traitlets, which
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import sys
@@ -34,9 +31,14 @@ from typing import Any
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from jupyter_server.utils import url_path_join
+from pydantic import ValidationError
 from tornado import web
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Config, Configurable
+
+from enclave.errors import PolicyError, ScreeningRefused
+from enclave.workspace import screening
+from enclave.workspace.policy import WorkspacePolicy
 
 #: The single-user server's ``JUPYTER_CONFIG_DIR`` (root-owned, so a researcher cannot add a
 #: config file that unloads the guard). Holds ``labconfig/page_config.json`` and the
@@ -54,14 +56,6 @@ REFUSED_ROUTES: dict[str, str] = {
     r"/api/archive.*": "archive downloads are disabled in the enclave",
     r"/extract-archive/.*": "archive uploads are disabled in the enclave",
 }
-_HOW_TO_EXPORT = ("; outputs leave only through an export request "
-                  "(toolkit request_export(...) or `enclave export request`)")
-
-# Identifier kinds that refuse a notebook's *outputs*: the kernel only sees pseudonymised
-# enclave data, so outputs legitimately hold dates and codes, never these.
-_STRONG_ENTITIES = frozenset({"TW_NATIONAL_ID", "TW_RESIDENT_CERTIFICATE", "TW_PHONE",
-                              "CHINESE_PERSON_NAME"})
-_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
 
 
 def disabled_lab_plugins() -> list[str]:
@@ -96,6 +90,10 @@ class WorkspaceGuard(Configurable):
                               help="Largest notebook save (KiB) after output capping.")
     max_image_kb = Integer(2048, config=True,
                            help="Largest image (KiB) the browser may receive as base64.")
+    max_image_megapixels = Integer(25, config=True,
+                                   help="Largest image (million pixels) decoded to be shown.")
+    max_text_kb = Integer(256, config=True,
+                          help="Largest text file (KiB) the browser may receive.")
     upload_suffixes = Unicode(
         ".py,.r,.sql,.md,.txt,.ipynb,.csv", config=True,
         help="Comma-separated file suffixes (code and text) that may be uploaded or saved "
@@ -107,17 +105,23 @@ class WorkspaceGuard(Configurable):
                         help="Scan uploads and saves for identifiers (presidio). Security: "
                              "turning this off lets re-identifiable data in.")
 
+    def policy(self) -> WorkspacePolicy:
+        """The values as the :class:`WorkspacePolicy` that :mod:`screening` applies.
 
-def _scan(text: str, *, file: str, part: str, entities: frozenset[str] | None = None) -> None:
-    from disclosure_review.identifiers import scan_text  # presidio: load only when needed
-
-    hits = [h for h in scan_text(text) if entities is None or h.entity in entities]
-    if hits:
-        kinds = sorted({h.entity for h in hits})
-        raise _refuse(
-            f"{file}: {part} holds what looks like identifiers ({', '.join(kinds)}; "
-            f"{len(hits)} hit(s)); re-identifiable data may not be brought into the enclave"
-        )
+        Raises
+        ------
+        PolicyError
+            A value is out of range (names the traitlet).
+        """
+        try:
+            return WorkspacePolicy(
+                max_output_cell_kb=self.max_output_cell_kb, terminal_enabled=self.terminal_enabled,
+                max_upload_kb=self.max_upload_kb, max_notebook_kb=self.max_notebook_kb,
+                max_image_kb=self.max_image_kb, max_text_kb=self.max_text_kb,
+                max_image_megapixels=self.max_image_megapixels,
+                upload_suffixes=tuple(s for s in self.upload_suffixes.split(",") if s.strip()))
+        except ValidationError as exc:
+            raise PolicyError(f"WorkspaceGuard configuration: {exc}") from exc
 
 
 class EnclaveContentsManager(AsyncLargeFileManager):
@@ -130,6 +134,7 @@ class EnclaveContentsManager(AsyncLargeFileManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.guard = WorkspaceGuard(parent=self.parent, config=self.config)
+        self.policy = self.guard.policy()
 
     # -- reading --------------------------------------------------------------------------
     def _under_extract(self, path: str) -> bool:
@@ -141,109 +146,27 @@ class EnclaveContentsManager(AsyncLargeFileManager):
 
     async def get(self, path: str, content: bool = True, type: str | None = None,
                   format: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Return a model; refuse file contents from the extract and non-image bytes."""
+        """Return a model screened for the browser; refuse file contents from the extract."""
         if content and type != "directory" and self._under_extract(path):
             os_path = self._get_os_path(path)
             if not os.path.isdir(os_path):
                 raise _refuse(f"{path}: files of the extract are not sent to the browser; "
                               "read them in the kernel with the toolkit (open_project())")
         model = await super().get(path, content=content, type=type, format=format, **kwargs)
-        if content and model.get("type") == "file" and model.get("format") == "base64":
-            self._check_image(path, model)
-        return model
-
-    def _check_image(self, path: str, model: dict[str, Any]) -> None:
-        data = base64.b64decode(model.get("content") or b"")
-        if not data.startswith(_IMAGE_MAGIC):
-            raise _refuse(f"{path}: binary files (Parquet, Excel, databases, archives...) are "
-                          "not sent to the browser" + _HOW_TO_EXPORT)
-        if len(data) > self.guard.max_image_kb * 1024:
-            raise _refuse(f"{path}: image of {len(data) // 1024} KiB exceeds the "
-                          f"{self.guard.max_image_kb} KiB limit (policies/workspace.yaml "
-                          "max_image_kb)")
+        try:
+            return screening.screen_egress(model, path=path, policy=self.policy)
+        except ScreeningRefused as exc:
+            raise _refuse(str(exc)) from exc
 
     # -- writing --------------------------------------------------------------------------
     async def save(self, model: dict[str, Any], path: str = "") -> dict[str, Any]:
         """Screen the model (type, size, identifiers, output size), then save it."""
-        kind = model.get("type")
-        if kind is not None and kind != "directory" and "content" in model:
-            if "chunk" in model:
-                raise _refuse(f"{path}: chunked uploads are refused; uploads are limited to "
-                              f"{self.guard.max_upload_kb} KiB (policies/workspace.yaml "
-                              "max_upload_kb)")
-            self._check_suffix(path)
-            if kind == "notebook":
-                model = {**model, "content": self._screen_notebook(model["content"], path)}
-            else:
-                self._screen_file(model, path)
-        return await super().save(model, path)
-
-    def _check_suffix(self, path: str) -> None:
-        suffix = Path(path).suffix.lower()
-        allowed = {s.strip().lower() for s in self.guard.upload_suffixes.split(",") if s.strip()}
-        if suffix not in allowed:
-            raise _refuse(f"{path}: only code and text files may be uploaded or saved through "
-                          f"the browser (allowed: {' '.join(sorted(allowed))}; "
-                          "policies/workspace.yaml upload_suffixes)")
-
-    def _screen_file(self, model: dict[str, Any], path: str) -> None:
-        raw = model.get("content") or ""
-        if model.get("format") == "base64":
-            try:
-                data = base64.b64decode(raw, validate=False)
-            except (binascii.Error, ValueError) as exc:
-                raise _refuse(f"{path}: upload is not valid base64 ({exc})") from exc
-        else:
-            data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
-        limit = self.guard.max_upload_kb * 1024
-        if len(data) > limit:
-            raise _refuse(f"{path}: {len(data) // 1024} KiB exceeds the upload limit of "
-                          f"{self.guard.max_upload_kb} KiB (policies/workspace.yaml max_upload_kb)")
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise _refuse(f"{path}: not UTF-8 text (byte {exc.start}); only code and text may "
-                          "be brought into the enclave") from exc
-        if "\x00" in text:
-            raise _refuse(f"{path}: contains NUL bytes; only code and text may be uploaded")
-        if self.guard.scan_uploads:
-            _scan(text, file=path, part="the file")
-
-    def _screen_notebook(self, nb: dict[str, Any], path: str) -> dict[str, Any]:
-        limit = self.guard.max_output_cell_kb * 1024
-        sources: list[str] = []
-        outputs_text: list[str] = []
-        cells = []
-        for index, cell in enumerate(nb.get("cells", [])):
-            source = cell.get("source", "")
-            sources.append(source if isinstance(source, str) else "".join(source))
-            if cell.get("cell_type") == "code" and cell.get("outputs"):
-                cell = {**cell, "outputs": [self._cap_output(o, index, limit)
-                                            for o in cell["outputs"]]}
-                outputs_text.append(json.dumps(cell["outputs"], ensure_ascii=False))
-            cells.append(cell)
-        nb = {**nb, "cells": cells}
-        size = len(json.dumps(nb, ensure_ascii=False).encode("utf-8"))
-        if size > self.guard.max_notebook_kb * 1024:
-            raise _refuse(f"{path}: notebook of {size // 1024} KiB exceeds "
-                          f"{self.guard.max_notebook_kb} KiB (policies/workspace.yaml "
-                          "max_notebook_kb); clear large outputs and save again")
-        if self.guard.scan_uploads:
-            _scan("\n\n".join(sources), file=path, part="the cell sources")
-            _scan("\n".join(outputs_text), file=path, part="the cell outputs",
-                  entities=_STRONG_ENTITIES)
-        return nb
-
-    def _cap_output(self, output: dict[str, Any], index: int, limit: int) -> dict[str, Any]:
-        size = len(json.dumps(output, ensure_ascii=False).encode("utf-8"))
-        if size <= limit:
-            return output
-        self.log.warning("cell %d: output of %d KiB removed on save (limit %d KiB)",
-                         index, size // 1024, limit // 1024)
-        return {"output_type": "stream", "name": "stderr", "text": (
-            f"[output removed by the enclave: {size // 1024} KiB exceeds the "
-            f"{limit // 1024} KiB limit per cell output (policies/quotas.yaml "
-            "max_output_cell_kb); summarise before displaying]\n")}
+            model = screening.screen_ingress(model, path=path, policy=self.policy,
+                                             scan=self.guard.scan_uploads)
+        except ScreeningRefused as exc:
+            raise _refuse(str(exc)) from exc
+        return await super().save(model, path)
 
 
 class RefusedHandler(web.RequestHandler):
@@ -256,7 +179,7 @@ class RefusedHandler(web.RequestHandler):
         # Refuse before authentication or routing: the route is closed for everybody.
         self.set_status(403)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": f"{self.request.path}: {self.reason}{_HOW_TO_EXPORT}",
+        self.finish(json.dumps({"message": f"{self.request.path}: {self.reason}{screening.HOW_TO_EXPORT}",
                                 "reason": "enclave"}))
 
 

@@ -59,3 +59,42 @@ def test_chinese_names_with_context_only():
     assert _kinds("林美玲小姐來電") == ["CHINESE_PERSON_NAME"]
     assert _kinds("病人高血壓人數") == []
     assert _kinds("王小明") == []
+
+
+def test_ids_in_lower_case_found_and_validated_upper_cased():
+    assert _kinds("id a123456789") == ["TW_NATIONAL_ID"]
+    assert _kinds("arc ac01234567") == ["TW_RESIDENT_CERTIFICATE"]
+    assert _kinds("arc aC01234567") == ["TW_RESIDENT_CERTIFICATE"]
+    assert _kinds("id a123456788") == []  # wrong check digit in lower case too
+
+
+@pytest.mark.parametrize("text", [
+    "A123456789",                 # the whole text
+    "A123456789,F,1960",          # start of the text
+    "id,sex\nA123456789,F",       # start of a line
+    "id,sex\r\nA123456789,F",
+    '{"rows": "id\\nA123456789"}',  # after an escaped line break (JSON, string literals)
+    "\tA123456789",
+])
+def test_id_at_start_of_text_or_line_found(text):
+    assert _kinds(text) == ["TW_NATIONAL_ID"]
+
+
+def test_id_inside_a_word_or_number_not_found():
+    assert _kinds("xA123456789") == []
+    assert _kinds("A1234567890") == []
+    assert _kinds("9A123456789") == []
+
+
+def test_long_text_scanned_whole_in_pieces():
+    """Over spaCy's 10**6-character limit, with IDs across the piece cuts: each found once."""
+    from disclosure_review import identifiers
+
+    filler = "visit count 12 total\n" * (1_100_000 // 21)
+    cuts = [identifiers._PIECE_CHARS * k - 4 for k in (1, 2, 60)] + [len(filler) - 20]
+    text = filler
+    for at in sorted(cuts):  # ascending: each cut lands where it says in the final text
+        text = text[:at] + " A123456789 " + text[at:]
+    hits = scan_text(text)
+    assert [h.entity for h in hits] == ["TW_NATIONAL_ID"] * len(cuts)
+    assert all(text[h.start:h.end] == "A123456789" for h in hits)

@@ -4,12 +4,14 @@ arguments and environment: downloads, exports and data bytes refused; uploads sc
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 from ws_helpers import PROJECT, TOKEN, JupyterServer, valid_national_id
 
 from enclave.config import load_settings
@@ -18,9 +20,17 @@ from enclave.workspace.server_ext import disabled_lab_plugins
 from enclave.workspace.templates import prepare_workspace
 
 PARQUET = "extract/H_NHI_OPDTE/year=2020/part-0.parquet"
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
-       b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N"
-       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def _png() -> bytes:
+    # Made by Pillow: the guard decodes every image in full (a hand-written PNG must be valid).
+    out = io.BytesIO()
+    Image.new("RGB", (4, 3), (10, 120, 200)).save(out, format="PNG")
+    return out.getvalue()
+
+
+PNG = _png()
+TRAILER = b"ROWS-APPENDED-AFTER-IEND" * 10
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +41,16 @@ def server(tmp_path_factory):
     write_demo_extract(settings.projects_dir / PROJECT)
     ws = prepare_workspace(settings, PROJECT, "rex")
     shutil.copyfile(ws / PARQUET, ws / "innocent.txt")  # a Parquet file under a text name
-    (ws / "figure.png").write_bytes(PNG)
+    (ws / "figure.png").write_bytes(PNG + TRAILER)
+    (ws / "fake.png").write_bytes(PNG[:8] + (ws / PARQUET).read_bytes())  # Parquet behind PNG magic
+    (ws / "people.tsv").write_text("".join(f"p{i:06d}\tF\t1960\n" for i in range(30_000)),
+                                   encoding="utf-8")  # ~420 KiB written by the kernel
     nb = json.loads((ws / "01_getting_started.ipynb").read_text(encoding="utf-8"))
     (ws / "x.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    flood = {"output_type": "stream", "name": "stdout", "text": "z" * 3_000_000}
+    kernel_nb = {**nb, "cells": [{"cell_type": "code", "id": "k", "metadata": {}, "execution_count": 1,
+                                  "source": "print(df)", "outputs": [flood]}]}  # written by the kernel
+    (ws / "kernel.ipynb").write_text(json.dumps(kernel_nb), encoding="utf-8")
     srv = JupyterServer(settings, PROJECT, "rex")
     srv.workspace = ws
     yield srv
@@ -88,10 +105,33 @@ def test_binary_bytes_refused_whatever_the_name(server):
     assert _get(server, "api/contents/innocent.txt", content=0).status_code == 200
 
 
-def test_small_image_shown(server):
+def test_small_image_shown_re_encoded(server):
     r = _get(server, "api/contents/figure.png", content=1, format="base64")
     assert r.status_code == 200
-    assert base64.b64decode(r.json()["content"]) == PNG
+    sent = base64.b64decode(r.json()["content"])
+    assert sent.startswith(PNG[:8]) and TRAILER[:24] not in sent
+    assert r.json()["mimetype"] == "image/png"
+
+
+def test_png_magic_in_front_of_parquet_refused(server):
+    r = _get(server, "api/contents/fake.png", content=1, format="base64")
+    assert r.status_code == 403
+    assert "binary files" in r.json()["message"]
+
+
+def test_big_text_file_refused_to_the_browser(server):
+    r = _get(server, "api/contents/people.tsv", content=1)
+    assert r.status_code == 403
+    assert "max_text_kb" in r.json()["message"]
+    assert _get(server, "api/contents/people.tsv", content=0).status_code == 200
+
+
+def test_kernel_written_notebook_output_capped_on_get(server):
+    r = _get(server, "api/contents/kernel.ipynb", content=1)
+    assert r.status_code == 200
+    output = r.json()["content"]["cells"][0]["outputs"][0]
+    assert "max_output_cell_kb" in "".join(output["text"])
+    assert len(r.content) < 100_000
 
 
 def test_upload_csv_with_national_ids_refused(server):
