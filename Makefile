@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 # The hub: configurable-http-proxy installed repo-locally with npm (no global install), and
-# the host tools the spawner drives (namespaces, setpriv, loop-mounted ext4, useradd).
+# the host tools the spawner drives (bubblewrap's sandbox, setpriv, libseccomp for the
+# system-call filter, loop-mounted ext4, useradd).
 HUB_PROXY := $(VENV)/node/node_modules/.bin/configurable-http-proxy
 
 $(HUB_PROXY): | $(STAMP)
@@ -24,7 +25,7 @@ $(HUB_PROXY): | $(STAMP)
 	npm install --prefix $(VENV)/node --no-audit --no-fund --loglevel=error configurable-http-proxy@5.3.0
 
 hub-deps: $(HUB_PROXY)
-	@./scripts/install-system-deps.sh iproute2 util-linux mount e2fsprogs passwd
+	@./scripts/install-system-deps.sh bubblewrap libseccomp2 util-linux mount e2fsprogs passwd
 
 # Debian's chromium for the browser test (Playwright drives it; `playwright install` is never run).
 browser-deps:

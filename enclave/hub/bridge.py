@@ -1,11 +1,11 @@
-"""TCP↔Unix-socket bridges between the hub's network namespace and a server's.
+"""The relay inside a server's sandbox: the sandbox's loopback port of the Hub API → the
+hub-API socket.
 
-A researcher's server has no network route at all: it listens on a Unix socket, and the
-proxy reaches it through :func:`serve_tcp_to_unix` (in the hub, 127.0.0.1:<port> → socket).
-The server and its kernels reach the Hub API only through :func:`serve_unix_to_tcp` (in the
-hub, socket → 127.0.0.1:<hub port>) plus a relay inside the namespace (``python -m
-enclave.hub.bridge tcp-to-unix``) listening on the namespace's own loopback. Bytes are copied
-as they come, so HTTP, websockets and keep-alive all pass unchanged.
+A researcher's server has no network route at all. It reaches the Hub API at the address the
+hub gave it (``127.0.0.1:<hub port>``), where this relay (``python -m enclave.hub.bridge
+tcp-to-unix``, started in the sandbox) listens and copies bytes to the hub-API socket, on whose
+other side the hub's allow-listing gate (:mod:`enclave.hub.gateway.hub_api`) decides. The relay
+runs as the researcher and is no guard: a kernel may replace it and reach only the same gate.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 from pathlib import Path
 
 _CHUNK = 64 * 1024
@@ -48,19 +47,6 @@ async def serve_tcp_to_unix(host: str, port: int, socket_path: Path) -> asyncio.
         await _splice(r, w, lambda: asyncio.open_unix_connection(str(socket_path)))
 
     return await asyncio.start_server(handle, host, port)
-
-
-async def serve_unix_to_tcp(socket_path: Path, host: str, port: int, *, mode: int = 0o666) -> asyncio.Server:
-    """Listen on the Unix socket ``socket_path`` and forward each connection to ``host:port``."""
-    with contextlib.suppress(FileNotFoundError):
-        socket_path.unlink()
-
-    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        await _splice(r, w, lambda: asyncio.open_connection(host, port))
-
-    server = await asyncio.start_unix_server(handle, path=str(socket_path))
-    os.chmod(socket_path, mode)
-    return server
 
 
 async def _relay(listen: str, socket_path: Path) -> None:

@@ -1,9 +1,11 @@
 """Host-side isolation for researcher servers: Unix users and groups, project permissions,
-the scratch quota, network namespaces, cgroups and the launch script of the mount view.
+the scratch quota, socket folders, cgroups, and what of the host a server runs from.
 
 Everything here runs as root in the hub's process and calls the system tools (``useradd``,
-``ip``, ``mount``, ``losetup``) rather than reimplementing them. Each step is idempotent so a
+``mount``, ``mkfs.ext4``) rather than reimplementing them. Each step is idempotent so a
 restart of the hub, or a second server of the same project, finds things as they should be.
+Every host-wide name carries the home's tag (:func:`host_tag`). The sandbox itself is
+:mod:`enclave.hub.sandbox`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,14 +50,33 @@ def _run(cmd: list[str], what: str) -> str:
     return done.stdout
 
 
-def unix_user_name(username: str) -> str:
-    """``enc-<username>``: the Unix account a researcher's server runs as."""
-    return f"enc-{username}"[:32]
+def host_tag(settings: Settings) -> str:
+    """Six hex digits naming this enclave home in host-wide names (Unix users and groups,
+    cgroups, socket folders), so two homes on one host never touch each other's objects."""
+    return hashlib.sha256(str(settings.home).encode()).hexdigest()[:6]
 
 
-def project_group_name(code: str) -> str:
-    """``enclave-<code lower>``: the Unix group of a project's members."""
-    return f"enclave-{code.lower()}"[:32]
+def _host_name(settings: Settings, name: str) -> str:
+    # Unix names have at most 32 characters; a longer one keeps a digest of the whole.
+    full = f"e{host_tag(settings)}-{name}"
+    if len(full) <= 32:
+        return full
+    return f"{full[:23]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def unix_user_name(settings: Settings, username: str) -> str:
+    """``e<tag>-<username>``: the Unix account a researcher's servers of this home run as."""
+    return _host_name(settings, username)
+
+
+def project_group_name(settings: Settings, code: str) -> str:
+    """``e<tag>-<code lower>``: the Unix group of a project's members in this home."""
+    return _host_name(settings, code.lower())
+
+
+def server_name(settings: Settings, username: str, code: str) -> str:
+    """The name of one server's cgroup and socket folder: home tag, user and project."""
+    return f"{host_tag(settings)}-{username}-{code.lower()}"
 
 
 def ensure_group(name: str) -> int:
@@ -65,9 +87,9 @@ def ensure_group(name: str) -> int:
     return grp.getgrnam(name).gr_gid
 
 
-def ensure_user(username: str, project_group: str) -> pwd.struct_passwd:
-    """Create ``enc-<username>`` (no login shell, no home) and add it to ``project_group``."""
-    name = unix_user_name(username)
+def ensure_user(settings: Settings, username: str, project_group: str) -> pwd.struct_passwd:
+    """Create the researcher's Unix account (no login shell, no home) and add it to ``project_group``."""
+    name = unix_user_name(settings, username)
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
@@ -81,6 +103,8 @@ def ensure_user(username: str, project_group: str) -> pwd.struct_passwd:
                 "--shell",
                 "/usr/sbin/nologin",
                 "--user-group",
+                "--comment",
+                f"enclave {settings.home} user {username}",
                 name,
             ],
             f"create the Unix user {name}",
@@ -95,8 +119,10 @@ def prepare_project(settings: Settings, code: str, group: str, *, quota_mb: int)
     """Give the project area to its group and mount its scratch with the quota.
 
     ``<home>/projects/<CODE>`` becomes root:group 0750, the extract root:group read-only
-    (dirs 0550, files 0440), scratch a loop-mounted ext4 image of ``quota_mb`` (group 2770),
-    so writes beyond the quota fail with ENOSPC for every member together.
+    (dirs 0550, files 0440), scratch a loop-mounted ext4 image of ``quota_mb`` (root:group
+    0750: only the hub creates the members' own folders in it, so no member can plant a name,
+    a link say, where another member's workspace will be), so writes beyond the quota fail
+    with ENOSPC for every member together.
     """
     gid = grp.getgrnam(group).gr_gid
     root = settings.projects_dir / code
@@ -119,7 +145,7 @@ def prepare_project(settings: Settings, code: str, group: str, *, quota_mb: int)
     scratch.mkdir(exist_ok=True)
     mount_scratch(settings, code, scratch, quota_mb=quota_mb)
     os.chown(scratch, 0, gid)
-    os.chmod(scratch, 0o2770)
+    os.chmod(scratch, 0o750)
     return root
 
 
@@ -143,9 +169,14 @@ def mount_scratch(settings: Settings, code: str, scratch: Path, *, quota_mb: int
             f"format the scratch image of {code}",
         )
     _run(["mount", "-o", "loop,nosuid,nodev", str(image), str(scratch)], f"mount the scratch of {code}")
-    lost = scratch / "lost+found"
-    if lost.is_dir():
-        os.chmod(lost, 0o700)
+    # Opened without following links: the folder is root's alone, but never trust a name in
+    # a file system that researchers write.
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError, OSError):
+        fd = os.open(scratch / "lost+found", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
 
 def release_project(settings: Settings, code: str) -> None:
@@ -167,46 +198,76 @@ def release_all(settings: Settings) -> None:
 SOCKET_ROOT = Path("/run/enclave-hub")
 
 
-def socket_dir(settings: Settings, name: str) -> Path:
-    """A short folder for one server's Unix sockets (``/run/enclave-hub/<hash>``).
+@dataclass(frozen=True)
+class SocketFolders:
+    """The Unix-socket folders of one server.
+
+    ``shared`` (root, 0755, shown in the sandbox) holds the hub-API socket that the hub
+    listens on; ``server`` inside it (the researcher's, 0700) is where the server binds its
+    own socket; ``gate`` (root, 0700, never shown in the sandbox) is where the hub moves that
+    socket once it has checked who listens, and the only place the gateway connects to.
+    """
+
+    shared: Path
+    server: Path
+    gate: Path
+
+    def remove(self) -> None:
+        for path in (self.gate, self.shared):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def socket_folders(settings: Settings, name: str, *, uid: int, gid: int) -> SocketFolders:
+    """Fresh socket folders for server ``name`` (``/run/enclave-hub/<hash>``).
 
     A Unix socket path may not exceed 107 bytes, which a path under a deep enclave home can;
-    the hash keeps homes apart. The root is 0711 (enter, not list); each folder is the
-    researcher's own, 0700, so no other server can reach it.
+    the hash keeps homes apart. The root is 0711 (enter, not list).
     """
     SOCKET_ROOT.mkdir(mode=0o711, parents=True, exist_ok=True)
     os.chmod(SOCKET_ROOT, 0o711)
     digest = hashlib.sha256(f"{settings.home}\0{name}".encode()).hexdigest()[:16]
-    return SOCKET_ROOT / digest
-
-
-# ---------------------------------------------------------------- network namespaces
-
-
-def netns_name(username: str, code: str) -> str:
-    return f"enc-{username}-{code.lower()}"
-
-
-def create_netns(name: str, *, ip: str = "ip") -> None:
-    """Create network namespace ``name`` with only ``lo`` up (no other interface, no route)."""
-    delete_netns(name, ip=ip)
-    _run([ip, "netns", "add", name], f"create the network namespace {name}")
-    _run([ip, "-n", name, "link", "set", "lo", "up"], f"bring up lo in {name}")
-
-
-def delete_netns(name: str, *, ip: str = "ip") -> None:
-    with contextlib.suppress(OSError):
-        subprocess.run([ip, "netns", "delete", name], check=False, capture_output=True)
+    folders = SocketFolders(SOCKET_ROOT / digest, SOCKET_ROOT / digest / "server", SOCKET_ROOT / f"{digest}.gate")
+    folders.remove()
+    folders.shared.mkdir(mode=0o755)
+    os.chmod(folders.shared, 0o755)
+    folders.server.mkdir(mode=0o700)
+    os.chown(folders.server, uid, gid)
+    folders.gate.mkdir(mode=0o700)
+    return folders
 
 
 # ---------------------------------------------------------------- cgroups
 
 
+def process_in_cgroup(pid: int, kernel_path: str) -> bool:
+    """Whether host process ``pid`` is in the cgroup ``kernel_path`` (``/enclave/<name>``), in
+    any hierarchy, as ``/proc/<pid>/cgroup`` says: the kernel's word, which only root can change
+    by moving the process."""
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3 and parts[2] == kernel_path:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Cgroup:
-    """The cgroup(s) holding one server: every path's ``cgroup.procs`` gets the server."""
+    """The cgroup(s) holding one server: every path's ``cgroup.procs`` gets the server.
+
+    ``kernel_path`` is the cgroup as ``/proc/<pid>/cgroup`` names it (``/enclave/<name>``),
+    the same in every hierarchy.
+    """
 
     paths: tuple[Path, ...]
+    kernel_path: str = ""
+
+    def holds(self, pid: int) -> bool:
+        """Whether host process ``pid`` is in this cgroup."""
+        return process_in_cgroup(pid, self.kernel_path)
 
     def procs(self) -> set[int]:
         pids: set[int] = set()
@@ -269,7 +330,7 @@ def create_cgroup(name: str, *, memory_mb: int, cpus: float, root: Path = CGROUP
                 (mem / "memory.swappiness").write_text("0")
             (cpu / "cpu.cfs_period_us").write_text(str(period))
             (cpu / "cpu.cfs_quota_us").write_text(str(quota))
-            return Cgroup((mem, cpu))
+            return Cgroup((mem, cpu), f"/{CGROUP_PARENT}/{name}")
         if (root / "cgroup.controllers").exists():
             path = root / CGROUP_PARENT / name
             parent = path.parent
@@ -282,7 +343,7 @@ def create_cgroup(name: str, *, memory_mb: int, cpus: float, root: Path = CGROUP
             with contextlib.suppress(OSError):
                 (path / "memory.swap.max").write_text("0")
             (path / "cpu.max").write_text(f"{quota} {period}")
-            return Cgroup((path,))
+            return Cgroup((path,), f"/{CGROUP_PARENT}/{name}")
     except OSError as exc:
         raise SpawnRefused(
             "the memory and CPU limits cannot be enforced on this host; the server is not started",
@@ -296,36 +357,21 @@ def create_cgroup(name: str, *, memory_mb: int, cpus: float, root: Path = CGROUP
     )
 
 
-# ---------------------------------------------------------------- the launch script
+# ---------------------------------------------------------------- what a server runs from
 
 
-@dataclass(frozen=True)
-class View:
-    """What a server sees of the enclave home (same absolute paths as on the host)."""
+def code_folders(settings: Settings) -> tuple[Path, ...]:
+    """What a server must see of the host to run, read-only: the Python installation(s), the
+    enclave's own packages (an editable checkout lives outside site-packages) and the policies.
 
-    home: Path
-    code: str
-    extract: Path
-    scratch: Path
-    sockets: Path
-    run_dir: Path
-    # Host folders the server needs (the Python installation) that sit below a folder others
-    # may not enter (e.g. /root/.pyenv): that folder is hidden and they alone are bound back.
-    passthrough: tuple[Path, ...] = ()
-
-
-_COVERED = (Path("/tmp"), Path("/run"))
-
-
-def code_folders(settings) -> tuple[Path, ...]:
-    """What a server must see of the host to run: the Python installation(s), the enclave's own
-    packages (an editable checkout lives outside site-packages) and the policy folder.
-
-    The checkout root itself is never passed (the enclave home may live inside it); only the
+    The checkout root itself is never shown (the enclave home may live inside it); only the
     package folders are.
-    """
-    import sys
 
+    Raises
+    ------
+    ValueError
+        A folder contains the enclave home: showing it would show the vault and the keys.
+    """
     import catalog
     import disclosure_review
     import enclave
@@ -334,155 +380,18 @@ def code_folders(settings) -> tuple[Path, ...]:
     folders = {Path(sys.base_prefix), Path(sys.prefix), settings.policies_dir}
     for package in (enclave, catalog, pipelines, disclosure_review):
         folders.add(Path(package.__file__).resolve().parent)
-    return tuple(sorted(p.resolve() for p in folders))
-
-
-def _passthrough_plan(view: View) -> list[tuple[Path, Path | None]]:
-    """Which passthrough folders must be bound back, and which hidden ancestor to cover.
-
-    A folder is bound back when something would hide it: a parent others may not enter (the
-    parent is then covered by an empty tmpfs), or the script's own fresh /tmp, /run or home.
-    Nested folders are bound once, through their outermost ancestor in the list.
-    """
-    plan: list[tuple[Path, Path | None]] = []
-    resolved = sorted({p.resolve() for p in view.passthrough}, key=lambda p: len(p.parts))
+    resolved = sorted({p.resolve() for p in folders}, key=lambda p: len(p.parts))
     kept: list[Path] = []
-    for real in resolved:
-        if any(real.is_relative_to(k) for k in kept):
-            continue
-        cover = hidden_parent(real)
-        covered = any(real.is_relative_to(c) for c in (*_COVERED, view.home))
-        if cover is None and not covered:
-            continue
-        if view.home.is_relative_to(real):
-            raise ValueError(f"{real} contains the enclave home; it cannot be shown to a researcher")
-        if covered:
-            # The script's own fresh /tmp, /run or home already hides everything around it.
-            cover = None
-        kept.append(real)
-        plan.append((real, cover))
-    return plan
-
-
-def hidden_parent(path: Path) -> Path | None:
-    """The first ancestor of ``path`` that others may not traverse (no ``o+x``), if any."""
-    for parent in reversed(path.resolve().parents):
-        if parent != Path("/") and not parent.stat().st_mode & 0o001:
-            return parent
-    return None
-
-
-def launch_script(
-    view: View,
-    *,
-    cgroup: Cgroup,
-    uid: int,
-    gid: int,
-    group_gid: int,
-    command: list[str],
-    relay: list[str] | None,
-) -> str:
-    """The root shell script run inside the new mount (and network) namespace.
-
-    (The process joins the cgroup before entering the namespaces: see :func:`join_cgroup`.)
-    It stages the real home on a private tmpfs, hides the whole enclave
-    home and ``/tmp`` under fresh tmpfs mounts, binds back only this project's extract
-    (read-only), its scratch, the server's socket folder and the export-service folder, then
-    drops to the researcher's Unix user with no capabilities and no new privileges.
-    """
-    q = shlex.quote
-    home = str(view.home)
-    stage = "/mnt/.enclave-stage"
-    rel = lambda p: str(Path(p).relative_to(view.home))  # noqa: E731
-    lines = ["#!/bin/sh", "set -eu"]
-    passthrough = _passthrough_plan(view)
-    lines += [
-        "mount --make-rprivate /",
-        f"mkdir -p {stage}",
-        f"mount -t tmpfs -o size=1m,mode=0700 enclave-stage {stage}",
-        f"mkdir {stage}/h",
-        f"mount --rbind {q(home)} {stage}/h",
-    ]
-    # Code and interpreter folders are staged first: /tmp, /run and the home are covered next,
-    # and a checkout under /tmp (or a Python under /root) must still be reachable.
-    for n, (real, _cover) in enumerate(passthrough):
-        lines += [f"mkdir {stage}/p{n}", f"mount --rbind {q(str(real))} {stage}/p{n}"]
-    lines += [
-        # A private /tmp: nothing of the host's (or of a home kept under /tmp) shows through.
-        "mount -t tmpfs -o mode=1777,nosuid,nodev,size=512m enclave-tmp /tmp",
-        f"mkdir -p {q(home)}",
-        f"mount -t tmpfs -o mode=0755,size=1m enclave-view {q(home)}",
-    ]
-    # Folders outside the home (the short socket folder under /run) stay visible as they are.
-    binds = [
-        (p, ro)
-        for p, ro in ((view.extract, True), (view.scratch, False), (view.sockets, False))
-        if p.is_relative_to(view.home)
-    ]
-    for path, _ in binds:
-        lines.append(f"mkdir -p {q(str(path))}")
-    lines.append(f"mkdir -p {q(str(view.run_dir))}")
-    for path, read_only in binds:
-        lines.append(f"mount --rbind {stage}/h/{q(rel(path))} {q(str(path))}")
-        if read_only:
-            lines.append(f"mount -o remount,bind,ro,nosuid,nodev {q(str(path))}")
-    lines.append(
-        f"if [ -d {stage}/h/{q(rel(view.run_dir))} ]; then "
-        f"mount --bind {stage}/h/{q(rel(view.run_dir))} {q(str(view.run_dir))}; fi"
-    )
-    if not view.sockets.is_relative_to(view.home):
-        # Host services listen on Unix sockets under /run (no network namespace stops those):
-        # /run is hidden and only this server's socket folder is bound back.
-        sock = q(str(view.sockets))
-        lines += [
-            f"mkdir {stage}/s",
-            f"mount --bind {sock} {stage}/s",
-            "mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev enclave-run /run",
-            f"mkdir -p {sock}",
-            f"mount --bind {stage}/s {sock}",
-            f"umount -l {stage}/s",
-        ]
-    for cover in sorted({c for _r, c in passthrough if c is not None}, key=lambda c: len(c.parts)):
-        lines.append(f"mount -t tmpfs -o mode=0755,size=1m enclave-hidden {q(str(cover))}")
-    for n, (real, _cover) in enumerate(passthrough):
-        lines += [
-            f"mkdir -p {q(str(real))}",
-            f"mount --rbind {stage}/p{n} {q(str(real))}",
-            f"mount -o remount,bind,ro {q(str(real))}",
-            f"umount -l {stage}/p{n}",
-        ]
-    lines += [
-        f"umount -l {stage}/h",
-        f"umount -l {stage}",
-        f"mount -o remount,ro,bind {q(home)}",
-    ]
-    inner = ""
-    if relay:
-        inner += shlex.join(relay) + " & "
-    inner += "exec " + shlex.join(command)
-    setpriv = [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={gid}",
-        f"--groups={group_gid}",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "--no-new-privs",
-        "--",
-        "/bin/sh",
-        "-c",
-        inner,
-    ]
-    lines.append("exec " + shlex.join(setpriv))
-    return "\n".join(lines) + "\n"
+    for path in resolved:
+        if settings.home.resolve().is_relative_to(path):
+            raise ValueError(f"{path} contains the enclave home; it cannot be shown to a researcher")
+        if not any(path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    return tuple(kept)
 
 
 def join_cgroup(cgroup: Cgroup, command: list[str]) -> list[str]:
-    """Wrap ``command`` so it runs inside ``cgroup`` (joined before ``ip netns exec``, which
-    remounts ``/sys`` and so hides the cgroup tree)."""
+    """Wrap ``command`` so it runs inside ``cgroup`` (joined on the host, before the sandbox
+    hides the cgroup tree): every process it starts stays there, and only root moves them."""
     joins = "; ".join(f"echo $$ > {shlex.quote(str(p / 'cgroup.procs'))}" for p in cgroup.paths)
     return ["/bin/sh", "-c", f'{joins}; exec "$@"', "enclave-launch", *command]
-
-
-def tool_available(name: str) -> bool:
-    return shutil.which(name) is not None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from enclave.calendar import WorkingCalendar, load_calendar
 from enclave.config import Settings
@@ -35,6 +35,8 @@ class QuotasPolicy(PolicyModel):
     scratch_quota_mb: int = Field(2048, ge=1)
     idle_cull_minutes: int = Field(60, ge=1)
     max_output_cell_kb: int = Field(512, ge=1)
+    tmp_mb: int = Field(256, ge=1)
+    shm_mb: int = Field(64, ge=1)
     terminal_enabled: bool = False
     allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
 
@@ -47,6 +49,17 @@ class QuotasPolicy(PolicyModel):
             except ValueError as exc:
                 raise ValueError(f"allowed_networks: {value!r} is not a CIDR network ({exc})") from None
         return values
+
+    @model_validator(mode="after")
+    def _private_space_within_scratch(self) -> QuotasPolicy:
+        # /tmp (with /var/tmp) and /dev/shm are the server's private scratch space: they are
+        # taken from the same budget as the project scratch, never beyond it.
+        if self.tmp_mb + self.shm_mb > self.scratch_quota_mb:
+            raise ValueError(
+                f"tmp_mb ({self.tmp_mb}) + shm_mb ({self.shm_mb}) exceed scratch_quota_mb "
+                f"({self.scratch_quota_mb}): a server's private /tmp and /dev/shm count against the scratch quota"
+            )
+        return self
 
     def client_allowed(self, address: str) -> bool:
         """True when ``address`` (an IP, maybe IPv4-mapped IPv6) is inside the allow-list."""

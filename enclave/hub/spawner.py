@@ -1,40 +1,51 @@
-"""The hub's Spawner: one researcher server per (user, project), isolated and within quota.
+"""The hub's Spawner: one researcher server per (user, project), sandboxed, within quota, and
+reached only through a gateway that runs where the researcher cannot.
 
-Each server runs as the Unix user ``enc-<username>`` with only the project group
-``enclave-<code>``, in its own network namespace (only ``lo``, no route anywhere), in a private
-mount namespace that hides the enclave home except this project's extract (read-only), its
-scratch (loop-mounted, quota) and the server's socket folder, inside a cgroup with the memory
-and CPU limits of ``policies/quotas.yaml``. The server listens on a Unix socket; the proxy
-reaches it through a TCP↔Unix bridge in the hub. Start is refused (typed, no traceback) outside
-opening hours, when the project's days are used up, when its computers are all in use, and
-when isolation cannot be set up (fail closed, unless ``allow_without_netns``).
+Each server runs as the researcher's Unix user of this home (``e<tag>-<username>``) with only
+the project group, inside a bubblewrap sandbox (:mod:`enclave.hub.sandbox`: new mount, PID, IPC,
+UTS, cgroup and network namespaces, a minimal read-only root, private tmpfs, a system-call
+filter) and a cgroup with the memory and CPU limits of ``policies/quotas.yaml``. The server
+listens on a Unix socket; once the hub has checked that its own server listens there, it moves
+the socket out of the researcher's reach and serves it to the proxy through the gateway
+(:mod:`enclave.hub.gateway`), which authenticates every request with the hub, allows only
+JupyterLab's routes and inspects what flows either way. The server's calls to the Hub API go
+through a second, allow-listing gate. The export service learns which uid, project and cgroup
+belong together from the session registry (:mod:`enclave.hub.sessions`).
+
+Start is refused (typed, no traceback) outside opening hours, when the project's days are used
+up, when its computers are all in use, and when the sandbox cannot be made (fail closed; only
+the development flag ``allow_without_netns`` starts a server without a network namespace).
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
-import os
-import shutil
+import secrets
+import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from jupyterhub.spawner import Spawner, SpawnException
 from jupyterhub.utils import random_port
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Float, Unicode, default
 
 from enclave import audit, clock
 from enclave.config import Settings, load_settings
-from enclave.hub import isolation, usage
+from enclave.hub import isolation, sandbox, sessions, usage
 from enclave.hub.auth import usable_projects
-from enclave.hub.bridge import serve_tcp_to_unix, serve_unix_to_tcp
+from enclave.hub.gateway.hub_api import HubApiGate
+from enclave.hub.gateway.server import WorkspaceGateway
+from enclave.hub.gateway.upstream import UpstreamRefused, adopt_socket, check_listener
 from enclave.hub.policy import SpawnRefused, opening_hours, quotas_policy
 from enclave.projects import service
 from enclave.state.db import session_scope
 from enclave.workspace import singleuser, templates
+from enclave.workspace.policy import load_workspace_policy
 
 # Servers running in this hub, by project: the computers quota counts them.
 _RUNNING: dict[str, set[str]] = {}
@@ -74,10 +85,18 @@ class EnclaveSpawner(Spawner):
         "relay (default: the hub's own interpreter). Must be readable by researchers.",
     ).tag(config=True)
 
-    ip_command = Unicode(
-        "ip",
-        help="The iproute2 `ip` program that creates the network namespaces (default: `ip` on "
-        "PATH). If it is missing or fails, starts are refused unless allow_without_netns.",
+    bwrap_command = Unicode(
+        "bwrap",
+        help="The bubblewrap program that makes each server's sandbox (default: `bwrap` on PATH, "
+        "Debian package bubblewrap). If it is missing, or the kernel refuses a namespace it needs, "
+        "starts are refused (fail closed); only a missing network namespace can be overridden, by "
+        "allow_without_netns, for development.",
+    ).tag(config=True)
+
+    socket_wait = Float(
+        0.02,
+        help="Seconds between looks for the server's socket while it starts (default 0.02). "
+        "The hub checks who listens on it before anything of the researcher's can run.",
     ).tag(config=True)
 
     @default("cmd")
@@ -91,6 +110,11 @@ class EnclaveSpawner(Spawner):
     @default("ip")
     def _default_ip(self) -> str:
         return "127.0.0.1"
+
+    @default("disable_user_config")
+    def _default_disable_user_config(self) -> bool:
+        # A researcher's own ~/.jupyter must not load extensions or change the guard's settings.
+        return True
 
     # ------------------------------------------------------------------ helpers
 
@@ -198,61 +222,35 @@ class EnclaveSpawner(Spawner):
         # Claimed before the first await, so two starts at once cannot both take the last one.
         _RUNNING.setdefault(project, set()).add(self.server_key)
 
-        group = isolation.project_group_name(project)
-        isolation.ensure_group(group)
-        account = isolation.ensure_user(self.user.name, group)
-        group_gid = isolation.grp.getgrnam(group).gr_gid
-        root = isolation.prepare_project(settings, project, group, quota_mb=quotas.scratch_quota_mb)
-        scratch = root / "scratch"
-        workdir = self._prepare_workspace(settings, project)
-        for dirpath, dirs, files in os.walk(workdir):
-            os.chown(dirpath, account.pw_uid, group_gid)
-            for f in (*files, *dirs):
-                # follow_symlinks=False: the extract link stays pointing at root-owned data.
-                os.chown(os.path.join(dirpath, f), account.pw_uid, group_gid, follow_symlinks=False)
-        os.chmod(workdir, 0o700)
-        name = isolation.netns_name(self.user.name, project)
-        self.netns = name
-        netns_ok = True
-        try:
-            isolation.create_netns(name, ip=self.ip_command)
-        except SpawnRefused as exc:
-            if not self.allow_without_netns:
-                raise SpawnRefused(
-                    "the workspace cannot isolate your server from the network on this host, so it "
-                    "is not started (fail closed); an operator may start the hub with --dev-no-netns "
-                    "for development only",
-                    reason="no_netns",
-                    log_message=exc.log_message,
-                ) from None
-            self.log.warning("DEVELOPMENT: %s runs without a network namespace", name)
-            netns_ok = False
+        account, group_gid = self._accounts(settings, project)
+        network = self._check_sandbox()
+        root = isolation.prepare_project(
+            settings, project, isolation.project_group_name(settings, project), quota_mb=quotas.scratch_quota_mb
+        )
+        workdir = self._prepare_workspace(settings, project, uid=account.pw_uid, gid=group_gid)
+        name = isolation.server_name(settings, self.user.name, project)
         self.cgroup = isolation.create_cgroup(name, memory_mb=quotas.memory_limit_mb, cpus=quotas.cpu_limit)
-
-        hub_dir = usage.hub_dir(settings)
-        sockets = isolation.socket_dir(settings, name)
-        sockets.mkdir(exist_ok=True)
-        self.sockets = sockets
-        os.chown(sockets, account.pw_uid, account.pw_gid)
-        os.chmod(sockets, 0o700)
-        server_sock = sockets / "server.sock"
-        server_sock.unlink(missing_ok=True)
-        if not self.port:
-            self.port = random_port()
+        self.sockets = isolation.socket_folders(settings, name, uid=account.pw_uid, gid=account.pw_gid)
         hub = urlparse(self.hub.api_url)
         hub_host, hub_port = hub.hostname or "127.0.0.1", hub.port or 8081
-        self.bridges.append(await serve_tcp_to_unix("127.0.0.1", self.port, server_sock))
-        self.bridges.append(await serve_unix_to_tcp(sockets / "hub-api.sock", hub_host, hub_port))
+        hub_api_socket = self.sockets.shared / "hub-api.sock"
+        self.hub_gate = HubApiGate(username=self.user.name, server_name=self.name, hub_host=hub_host, hub_port=hub_port)
+        await self.hub_gate.start(hub_api_socket)
 
+        cookie_secret = secrets.token_hex(32)
         env = self.get_env()
         env.update(self._workspace_env(settings, project, workdir))
         # The server listens on its Unix socket only; jupyter-server refuses --sock with any
         # port but its default, so the URL it is told names the default (it is never bound).
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:8888{self.server.base_url if self.server else '/'}"
+        # Read (and removed from the environment) by the workspace's root-owned server config,
+        # so the gateway can read the server's OAuth cookie and no kernel inherits either.
+        env["ENCLAVE_COOKIE_SECRET"] = cookie_secret
+        server_sock = self.sockets.server / "server.sock"
         args = [*self.cmd, *self.get_args(), *self._workspace_args(settings, project)]
         args.append(f"--ServerApp.sock={server_sock}")
-        relay = None
-        if netns_ok:
+        inner = "exec " + shlex.join(args)
+        if network:
             relay = [
                 self.python,
                 "-m",
@@ -261,41 +259,64 @@ class EnclaveSpawner(Spawner):
                 "--listen",
                 f"{hub_host}:{hub_port}",
                 "--unix",
-                str(sockets / "hub-api.sock"),
+                str(hub_api_socket),
             ]
-        view = isolation.View(
-            home=settings.home,
-            code=project,
-            extract=root / "extract",
-            scratch=scratch,
-            sockets=sockets,
-            run_dir=settings.home / "run",
-            passthrough=isolation.code_folders(settings),
-        )
-        script = isolation.launch_script(
-            view,
-            cgroup=self.cgroup,
+            inner = shlex.join(relay) + " & " + inner
+        spec = sandbox.SandboxSpec(
             uid=account.pw_uid,
             gid=account.pw_gid,
             group_gid=group_gid,
-            command=args,
-            relay=relay,
+            account=account.pw_name,
+            group=isolation.project_group_name(settings, project),
+            workdir=workdir,
+            read_only=(*isolation.code_folders(settings), root / "extract", settings.home / "run"),
+            read_write=(root / "scratch", self.sockets.shared),
+            tmp_mb=quotas.tmp_mb,
+            shm_mb=quotas.shm_mb,
+            network=network,
         )
-        servers = hub_dir / "servers"
+        prepared = sandbox.prepare(spec, ["/bin/sh", "-c", inner], bwrap=self.bwrap_command)
+        servers = usage.hub_dir(settings) / "servers"
         servers.mkdir(mode=0o700, exist_ok=True)
-        script_path = servers / f"{name}.sh"
-        script_path.write_text(script, encoding="utf-8")
-        os.chmod(script_path, 0o700)
-        launcher = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", str(script_path)]
-        if netns_ok:
-            launcher = [self.ip_command, "netns", "exec", name, *launcher]
-        launcher = isolation.join_cgroup(self.cgroup, launcher)
         log = open(servers / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
-        self.proc = subprocess.Popen(
-            launcher, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True
-        )
-        log.close()
+        try:
+            self.proc = subprocess.Popen(
+                isolation.join_cgroup(self.cgroup, prepared.argv),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=prepared.fds,
+            )
+        finally:
+            log.close()
+            prepared.close()
         self.pid = self.proc.pid
+        upstream = await self._adopt_server_socket(server_sock, uid=account.pw_uid, log_path=servers / f"{name}.log")
+        if not self.port:
+            self.port = random_port()
+        self.gateway = WorkspaceGateway.for_spawner(
+            self,
+            upstream=upstream,
+            policy=load_workspace_policy(settings),
+            cookie_secret=cookie_secret.encode(),
+            on_refusal=self._audit_refusal,
+        )
+        await self.gateway.start("127.0.0.1", self.port)
+        sessions.register(
+            settings,
+            sessions.WorkspaceSession(
+                username=self.user.name,
+                project=project,
+                uid=account.pw_uid,
+                gid=group_gid,
+                cgroup=self.cgroup.kernel_path,
+                cgroup_dirs=tuple(str(p) for p in self.cgroup.paths),
+                started_at=clock.now().isoformat(),
+            ),
+        )
+        self.session_uid = account.pw_uid
         try:
             usage.mark_slot(settings, project=project, day=day, slot=slot, servers=running_servers(project))
         except SpawnRefused:
@@ -311,22 +332,110 @@ class EnclaveSpawner(Spawner):
                 obj=self.server_key,
                 project=project,
                 details={
-                    "netns": name if netns_ok else None,
+                    "sandbox": "bwrap",
+                    "netns": network,
                     "slot": f"{day} {slot}",
                     "memory_mb": quotas.memory_limit_mb,
                     "cpus": quotas.cpu_limit,
+                    "uid": account.pw_uid,
                 },
             )
         return (self.ip or "127.0.0.1", self.port)
 
-    def _prepare_workspace(self, settings: Settings, project: str) -> Path:
-        """The researcher's folder in the project scratch, with the templates on first use."""
-        return templates.prepare_workspace(settings, project, self.user.name)
+    def _accounts(self, settings: Settings, project: str):
+        """The researcher's Unix account in this home and the project group's gid."""
+        group = isolation.project_group_name(settings, project)
+        group_gid = isolation.ensure_group(group)
+        return isolation.ensure_user(settings, self.user.name, group), group_gid
+
+    def _check_sandbox(self) -> bool:
+        """Whether the sandbox gets a network namespace (always, unless development allows not).
+
+        Raises
+        ------
+        SpawnRefused
+            The sandbox cannot be made (fail closed), naming what is missing.
+        """
+        try:
+            sandbox.probe(bwrap=self.bwrap_command, network=True)
+            return True
+        except sandbox.SandboxUnavailable as exc:
+            if exc.reason != "no_netns" or not self.allow_without_netns:
+                if exc.reason == "no_netns":
+                    raise sandbox.SandboxUnavailable(
+                        "the workspace cannot isolate your server from the network on this host, so it "
+                        "is not started (fail closed); an operator may start the hub with --dev-no-netns "
+                        "for development only",
+                        reason="no_netns",
+                        log_message=exc.log_message,
+                    ) from None
+                raise
+        sandbox.probe(bwrap=self.bwrap_command, network=False)
+        self.log.warning(
+            "DEVELOPMENT: the server of %s runs without a network namespace (allow_without_netns)", self.user.name
+        )
+        return False
+
+    async def _adopt_server_socket(self, path: Path, *, uid: int, log_path: Path) -> Path:
+        """Wait for the server's socket, check who listens, and move it out of the sandbox.
+
+        Nothing of the researcher's has run yet (kernels start only once the server is up),
+        so the listener found here is the server itself; it must also be the sandbox's main
+        process. From now on the gateway connects only to the moved socket.
+        """
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
+                raise SpawnRefused(
+                    "your workspace server stopped while starting; the operator has its log",
+                    reason="server_exited",
+                    log_message=f"exit {self.proc.returncode}: {tail}",
+                )
+            if path.is_socket():
+                try:
+                    check_listener(path, uid=uid, in_sandbox=self.cgroup.holds)
+                except UpstreamRefused as exc:
+                    raise SpawnRefused(
+                        "your workspace server could not be verified, so it is not used",
+                        reason="socket_impostor",
+                        log_message=str(exc),
+                    ) from None
+                except OSError:
+                    pass  # bound but not listening yet
+                else:
+                    return adopt_socket(path, self.sockets.gate)
+            await asyncio.sleep(self.socket_wait)
+        raise SpawnRefused(
+            "your workspace server did not start in time; try again, or ask the operator",
+            reason="start_timeout",
+            log_message=f"no listener on {path} after {self.start_timeout} s",
+        )
+
+    def _audit_refusal(self, kind: str, details: dict[str, Any]) -> None:
+        """Record one refusal by the gateway (a blocked route, download, upload or message)."""
+        settings = self._settings()
+        with session_scope(settings) as session:
+            audit.record(
+                session,
+                settings,
+                actor=self.user.name,
+                role="researcher",
+                action=f"workspace.{kind}",
+                obj=self.server_key,
+                project=getattr(self, "project", None),
+                outcome=audit.Outcome.DENIED,
+                details=details,
+            )
+
+    def _prepare_workspace(self, settings: Settings, project: str, *, uid: int, gid: int) -> Path:
+        """The researcher's folder in the project scratch, theirs, with the templates on first use."""
+        return templates.prepare_workspace(settings, project, self.user.name, uid=uid, gid=gid)
 
     def _workspace_env(self, settings: Settings, project: str, workdir: Path) -> dict[str, str]:
         env = {
             "HOME": str(workdir),
-            "USER": isolation.unix_user_name(self.user.name),
+            "USER": isolation.unix_user_name(settings, self.user.name),
             "SHELL": "/bin/sh",
             "JUPYTER_RUNTIME_DIR": "/tmp/jupyter-runtime",
             "IPYTHONDIR": "/tmp/ipython",
@@ -365,6 +474,18 @@ class EnclaveSpawner(Spawner):
                 )
 
     async def _cleanup(self) -> None:
+        gateway = getattr(self, "gateway", None)
+        if gateway is not None:
+            gateway.stop()
+            self.gateway = None
+        hub_gate = getattr(self, "hub_gate", None)
+        if hub_gate is not None:
+            hub_gate.stop()
+            self.hub_gate = None
+        uid = getattr(self, "session_uid", None)
+        if uid is not None:
+            sessions.unregister(self._settings(), uid)
+            self.session_uid = None
         cgroup = getattr(self, "cgroup", None)
         proc = getattr(self, "proc", None)
         if cgroup is not None:
@@ -373,20 +494,13 @@ class EnclaveSpawner(Spawner):
             if proc.poll() is None:
                 proc.kill()
             await asyncio.get_running_loop().run_in_executor(None, proc.wait)
-        for server in getattr(self, "bridges", []):
-            server.close()
-        self.bridges = []
         if cgroup is not None:
             cgroup.remove()
             self.cgroup = None
-        sockets = getattr(self, "sockets", None)
-        if sockets is not None:
-            shutil.rmtree(sockets, ignore_errors=True)
+        folders = getattr(self, "sockets", None)
+        if folders is not None:
+            folders.remove()
             self.sockets = None
-        netns = getattr(self, "netns", None)
-        if netns:
-            isolation.delete_netns(netns, ip=self.ip_command)
-            self.netns = None
         project = getattr(self, "project", None)
         if project:
             _RUNNING.get(project, set()).discard(self.server_key)

@@ -20,6 +20,7 @@ EXTENSION = "enclave.workspace.server_ext"
 RUN_FOLDER = "run"
 SOCKET_NAME = "export.sock"
 LAB_STATE = Path(".jupyter") / "lab"
+USER_DATA = "/tmp/jupyter-data"
 
 
 def _check_name(value: str, what: str) -> str:
@@ -99,6 +100,8 @@ def server_args(settings: Settings, project_code: str, username: str) -> list[st
         f"{guard}max_upload_kb={policy.max_upload_kb}",
         f"{guard}max_notebook_kb={policy.max_notebook_kb}",
         f"{guard}max_image_kb={policy.max_image_kb}",
+        f"{guard}max_image_megapixels={policy.max_image_megapixels}",
+        f"{guard}max_text_kb={policy.max_text_kb}",
         f"{guard}upload_suffixes={','.join(policy.upload_suffixes)}",
         f"{guard}terminal_enabled={policy.terminal_enabled}",
     ]
@@ -131,6 +134,11 @@ def environment(settings: Settings, project_code: str, username: str) -> dict[st
         "JUPYTERLAB_WORKSPACES_DIR": str(workspace / LAB_STATE / "workspaces"),
         # A researcher's ~/.local site-packages must not shadow the guard's modules.
         "PYTHONNOUSERSITE": "1",
+        # Jupyter's user data folder is the sandbox's private /tmp (it must be writable); the
+        # server's root-owned config reads kernel specs and lab extensions from the installation
+        # only, since the kernel can write here (jupyter_config/jupyter_server_config.py).
+        "JUPYTER_DATA_DIR": USER_DATA,
+        "JUPYTER_PREFER_ENV_PATH": "1",
     }
     forbidden = [settings.keys_dir.resolve(), settings.vault_dir.resolve()]
     for key, value in env.items():

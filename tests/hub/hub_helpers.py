@@ -40,7 +40,14 @@ PEOPLE = [
     ("huang.yu", "Huang Yu", "Ministry of Health and Welfare", ["researcher"]),
     ("steve", "Steve Su", "NHIA", ["steward"]),
 ]
-QUOTAS = {"memory_limit_mb": 700, "cpu_limit": 1.0, "scratch_quota_mb": 8, "idle_cull_minutes": 60}
+QUOTAS = {
+    "memory_limit_mb": 700,
+    "cpu_limit": 1.0,
+    "scratch_quota_mb": 16,
+    "tmp_mb": 8,
+    "shm_mb": 4,
+    "idle_cull_minutes": 60,
+}
 
 
 @dataclass
@@ -318,15 +325,21 @@ class Researcher:
                 }
             )
         )
-        out: dict = {"stdout": "", "status": None, "error": None, "kernel": kernel}
+        out: dict = {"stdout": "", "status": None, "error": None, "kernel": kernel, "messages": []}
+        # The reply (shell) and the outputs (iopub) travel on different channels and may arrive
+        # in either order: a run is over only when both the execute_reply and the kernel's idle
+        # status for this request have arrived (stopping at the reply lost late stdout).
+        replied = idle = False
         deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not (replied and idle):
                 try:
                     msg = json.loads(ws.recv())
                 except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException):
                     out["status"] = "lost"
                     break
+                except ValueError:
+                    continue  # a binary frame (widget buffers): not ours to read here
                 if msg.get("parent_header", {}).get("msg_id") != msg_id:
                     if msg.get("msg_type") == "status" and msg["content"].get("execution_state") in (
                         "restarting",
@@ -335,17 +348,21 @@ class Researcher:
                         out["status"] = msg["content"]["execution_state"]
                         break
                     continue
+                out["messages"].append(msg)
                 kind = msg["msg_type"]
                 if kind == "stream":
                     out["stdout"] += msg["content"]["text"]
                 elif kind == "error":
                     out["error"] = msg["content"]["ename"]
-                elif kind == "status" and msg["content"].get("execution_state") in ("restarting", "dead"):
-                    out["status"] = msg["content"]["execution_state"]
-                    break
+                elif kind == "status":
+                    state = msg["content"].get("execution_state")
+                    if state in ("restarting", "dead"):
+                        out["status"] = state
+                        break
+                    idle = idle or state == "idle"
                 elif kind == "execute_reply":
                     out["status"] = msg["content"]["status"]
-                    break
+                    replied = True
         finally:
             ws.close()
         return out

@@ -181,7 +181,7 @@ def test_spawn_isolation_quotas_and_billing(hub, host_listener) -> None:
             "x = bytearray(2 * 1024**3); x[::4096] = b'1' * len(x[::4096]); print('survived')", timeout=90
         )
         assert "survived" not in oom["stdout"] and oom["status"] != "ok", oom
-        cg = Path("/sys/fs/cgroup/memory/enclave") / isolation.netns_name("chen.wei", main)
+        cg = Path("/sys/fs/cgroup/memory/enclave") / isolation.server_name(hub.settings, "chen.wei", main)
         assert isolation.Cgroup((cg,)).oom_kills() >= 1
 
         # Overnight run registered for Monday night: kept at closing, billed per run.

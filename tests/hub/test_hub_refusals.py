@@ -1,5 +1,6 @@
 """Start refusals through a real hub whose clock (or host) does not allow a server:
-closed hours (time injected into the hub process), and no network namespace (fail closed)."""
+closed hours (time injected into the hub process), no sandbox tool, and a kernel without network
+namespaces (fail closed; the development flag starts anyway and says so)."""
 
 from __future__ import annotations
 
@@ -38,9 +39,35 @@ def test_spawn_refused_outside_opening_hours(tmp_path) -> None:
         hub.procs.stop()
 
 
+def _bwrap_without_netns(folder) -> str:
+    """A bubblewrap that behaves as on a kernel without network namespaces (the real one otherwise)."""
+    path = folder / "bwrap-no-netns"
+    path.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do if [ "$arg" = --unshare-net ]; then\n'
+        '  echo "bwrap: Creating new namespace failed: Operation not permitted" >&2; exit 1; fi; done\n'
+        'exec bwrap "$@"\n'
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_spawn_refused_without_the_sandbox_tool(tmp_path) -> None:
+    hub = start_hub(tmp_path, now=MONDAY_10, extra_config='c.EnclaveSpawner.bwrap_command = "/nonexistent/bwrap"\n')
+    try:
+        page = Researcher(hub, "chen.wei").spawn(hub.projects["main"])
+        assert "sandbox tool (bubblewrap) is not installed" in page and "fail closed" in page
+        with session_scope(hub.settings) as s:
+            reasons = s.execute(select(AuditEntry.details).where(AuditEntry.action == "hub.spawn")).scalars().all()
+        assert any("sandbox_missing" in str(r) for r in reasons)
+    finally:
+        hub.procs.stop()
+
+
 def test_spawn_refused_without_network_namespace(tmp_path) -> None:
-    # The host cannot create namespaces (no usable `ip`): fail closed, say how to develop anyway.
-    hub = start_hub(tmp_path, now=MONDAY_10, extra_config='c.EnclaveSpawner.ip_command = "/nonexistent/ip"\n')
+    # The kernel refuses network namespaces: fail closed, say how to develop anyway.
+    fake = _bwrap_without_netns(tmp_path)
+    hub = start_hub(tmp_path, now=MONDAY_10, extra_config=f"c.EnclaveSpawner.bwrap_command = {fake!r}\n")
     try:
         page = Researcher(hub, "chen.wei").spawn(hub.projects["main"])
         assert "cannot isolate your server from the network" in page and "--dev-no-netns" in page
@@ -49,21 +76,23 @@ def test_spawn_refused_without_network_namespace(tmp_path) -> None:
 
 
 def test_development_flag_starts_without_namespace_and_says_so(tmp_path) -> None:
+    fake = _bwrap_without_netns(tmp_path)
     hub = start_hub(
         tmp_path,
         now=MONDAY_10,
-        extra_config=('c.EnclaveSpawner.ip_command = "/nonexistent/ip"\nc.EnclaveSpawner.allow_without_netns = True\n'),
+        extra_config=f"c.EnclaveSpawner.bwrap_command = {fake!r}\nc.EnclaveSpawner.allow_without_netns = True\n",
     )
     chen = Researcher(hub, "chen.wei")
     try:
         chen.spawn(hub.projects["main"])
         chen.wait_ready()
-        # Still its own Unix user and mount view, only the network is the host's.
+        # Still its own Unix user and sandbox, only the network is the host's.
         out = chen.execute(f"import os; print(os.getuid(), os.path.exists({str(hub.settings.vault_dir)!r}))")
+        assert out["status"] == "ok", out
         uid, vault_visible = out["stdout"].split()
         assert int(uid) != 0 and vault_visible == "False"
         log = (tmp_path / "hub.log").read_text()
-        assert "DEVELOPMENT: enc-chen.wei-" in log
+        assert "DEVELOPMENT: the server of chen.wei runs without a network namespace" in log
         with session_scope(hub.settings) as s:
             spawns = (
                 s.execute(
@@ -72,7 +101,7 @@ def test_development_flag_starts_without_namespace_and_says_so(tmp_path) -> None
                 .scalars()
                 .all()
             )
-        assert any('"netns": null' in str(d) or "'netns': None" in str(d) for d in spawns), spawns
+        assert any('"netns": false' in str(d) or "'netns': False" in str(d) for d in spawns), spawns
     finally:
         chen.stop()
         hub.procs.stop()
