@@ -14,6 +14,8 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 from enclave import clock
 from enclave.config import Settings
 from enclave.keys import KeyStore
-from enclave.state.db import write_lock
+from enclave.state.db import session_scope, write_lock
 from enclave.state.models import AuditEntry, AuditHead
 
 GENESIS = "0" * 64
@@ -314,3 +316,46 @@ def entries(session: Session, flt: AuditFilter = AuditFilter()) -> Sequence[Audi
 
 def anchor_path(settings: Settings) -> Path:
     return settings.audit_dir / ANCHOR_FILE
+
+
+class RefusalRecorder:
+    """Audits refusals of a guard that a hostile caller can provoke at will (the workspace
+    gateway, the export service), at most ``per_minute`` entries per actor, action and kind of
+    refusal: the chain must show every kind of attempt without letting a loop of attempts flood
+    it. The number of refusals left out is written in the next entry of that kind.
+
+    Parameters
+    ----------
+    settings : Settings
+        The enclave home (its state store holds the chain).
+    per_minute : int
+        Entries per actor and action in any minute.
+    """
+
+    def __init__(self, settings: Settings, *, per_minute: int = 20) -> None:
+        self.settings = settings
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._windows: dict[tuple[str, str, str], tuple[float, int, int]] = {}
+
+    def record(self, *, actor: str, role: str, action: str, obj: str = "", project: str | None = None,
+               details: dict[str, Any] | None = None, kind: str = "") -> bool:
+        """Write one DENIED entry unless this minute's budget for (actor, action, kind) is spent.
+
+        Returns whether an entry was written.
+        """
+        key = (actor, action, kind)
+        now = time.monotonic()
+        with self._lock:
+            start, written, dropped = self._windows.get(key, (now, 0, 0))
+            if now - start >= 60:
+                start, written = now, 0
+            if written >= self.per_minute:
+                self._windows[key] = (start, written, dropped + 1)
+                return False
+            self._windows[key] = (start, written + 1, 0)
+        extra = {"refusals_not_recorded_before": dropped} if dropped else {}
+        with session_scope(self.settings) as session:
+            record(session, self.settings, actor=actor, role=role, action=action, obj=obj, project=project,
+                   outcome=Outcome.DENIED, details={**(details or {}), **extra})
+        return True

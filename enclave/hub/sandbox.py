@@ -29,6 +29,7 @@ from pathlib import Path
 
 from enclave.hub.policy import SpawnRefused
 from enclave.hub.syscall_filter import compiled_filter
+from enclave.workspace.singleuser import EMPTY_JUPYTER_DATA
 
 # Host folders of the base system, bound read-only (or recreated as the host's symlinks: on a
 # merged-/usr Debian, /bin is a link to usr/bin).
@@ -198,9 +199,11 @@ def prepare(spec: SandboxSpec, command: Sequence[str], *, bwrap: str = "bwrap") 
     args += ["--size", str(spec.shm_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/dev/shm"]
     args += ["--size", str(spec.tmp_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp"]
     args += ["--perms", "0755", "--dir", "/var", "--symlink", "../tmp", "/var/tmp"]
+    # Jupyter's user data folder: it must exist, and nothing the kernel writes may appear in it.
+    args += ["--perms", "0755", "--dir", "/var/lib", "--perms", "0555", "--dir", EMPTY_JUPYTER_DATA]
     # The folders of the enclave this server may use, at their host paths; every ancestor is
     # an empty folder of bwrap's root, so nothing beside them shows.
-    made: set[Path] = {Path("/etc"), Path("/var"), Path("/tmp")}
+    made: set[Path] = {Path("/etc"), Path("/var"), Path("/var/lib"), Path("/tmp")}
     for path, flag in [*((p, "--ro-bind") for p in spec.read_only), *((p, "--bind") for p in spec.read_write)]:
         for parent in _parents(path):
             if parent not in made:

@@ -414,19 +414,17 @@ class EnclaveSpawner(Spawner):
 
     def _audit_refusal(self, kind: str, details: dict[str, Any]) -> None:
         """Record one refusal by the gateway (a blocked route, download, upload or message)."""
-        settings = self._settings()
-        with session_scope(settings) as session:
-            audit.record(
-                session,
-                settings,
-                actor=self.user.name,
-                role="researcher",
-                action=f"workspace.{kind}",
-                obj=self.server_key,
-                project=getattr(self, "project", None),
-                outcome=audit.Outcome.DENIED,
-                details=details,
-            )
+        recorder = getattr(self, "refusals", None)
+        if recorder is None:
+            recorder = self.refusals = audit.RefusalRecorder(self._settings())
+        recorder.record(
+            actor=self.user.name,
+            role="researcher",
+            action=f"workspace.{kind}",
+            obj=self.server_key,
+            project=getattr(self, "project", None),
+            details=details,
+        )
 
     def _prepare_workspace(self, settings: Settings, project: str, *, uid: int, gid: int) -> Path:
         """The researcher's folder in the project scratch, theirs, with the templates on first use."""

@@ -2,7 +2,9 @@
 
 The kernel cannot reach the state database; it sends one JSON line over the Unix socket
 ``ENCLAVE_EXPORT_SOCKET`` and the root-run service (:mod:`enclave.workspace.export_service`)
-identifies the caller by its Unix user (SO_PEERCRED), not by anything the kernel says.
+identifies the caller from the socket itself (SO_PEERCRED: pid and uid, matched to the server
+the hub started for this uid and checked against that server's cgroup), never from anything the
+kernel says; the project is the one the server was started for.
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from enclave.audit import RefusalRecorder
 from enclave.config import Settings, load_settings
 from enclave.errors import EnclaveError, InputError, PermissionDenied
 from enclave.hub.sessions import WorkspaceSession, caller_session
@@ -63,6 +64,11 @@ log = logging.getLogger("enclave.export_service")
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_FILES = 50
 MAX_FILE_BYTES = 64 * 1024 * 1024
+# All files of one call together (staged in the home's tmp/ before anything reads them).
+MAX_CALL_BYTES = 256 * 1024 * 1024
+# After the reply, what a client still sends is read and dropped, up to this much.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 30.0
 #: Each call (queueing, copying, checking) must finish within this; then it is stopped.
 CALL_DEADLINE_SECONDS = 120.0
@@ -138,6 +144,7 @@ class ExportService:
         # busy timeout. It is taken only around create_request on already-staged private
         # copies, never while a researcher's file is read.
         self._queue_lock = threading.Lock()
+        self._refusals = RefusalRecorder(settings)
 
     # -- files ----------------------------------------------------------------------------
     def stage(self, session: WorkspaceSession, paths: Sequence[Any], folder: Path, *,
@@ -193,6 +200,10 @@ class ExportService:
                     self._copy_at(parent_fd, name, target, label=raw, owner=session.uid,
                                   deadline=deadline)
                     copies.append(target)
+                    staged = sum(p.stat().st_size for p in folder.iterdir())
+                    if staged > MAX_CALL_BYTES:
+                        raise InputError(f"the files of this call exceed {MAX_CALL_BYTES // (1024 * 1024)} MiB "
+                                         "together; export them in several requests")
                     for suffix in SIDECAR_SUFFIXES:
                         # Same folder descriptor: the sidecar belongs to the file just copied.
                         with contextlib.suppress(safe_files.NoSuchFile):
@@ -355,11 +366,27 @@ class ExportService:
             return {"ok": True, **result}
         except EnclaveError as exc:
             log.warning("refused uid %s (pid %s): %s", uid, pid, exc)
+            self._audit(uid, pid, payload, exc)
             return _refusal(exc)
         except Exception:
             log.exception("export service failed for uid %s", uid)
             return {"ok": False, "error": "internal error in the export service; "
                     "the custodian has the log", "kind": "InternalError"}
+
+    def _audit(self, uid: int, pid: int, payload: Any, exc: EnclaveError) -> None:
+        """Audit a refusal (throttled: a kernel can provoke them in a loop)."""
+        try:
+            session = self._session_for(uid, pid)
+            actor, project = session.username, session.project
+        except EnclaveError:
+            actor, project = f"uid:{uid}", None
+        op = payload.get("op") if isinstance(payload, dict) else None
+        try:
+            self._refusals.record(actor=actor, role="researcher", action="export.service", obj=str(op or ""),
+                                  project=project, kind=type(exc).__name__,
+                                  details={"kind": type(exc).__name__, "error": str(exc)[:500], "pid": pid})
+        except Exception:  # an audit failure must not become the caller's error
+            log.exception("could not audit a refusal of uid %s", uid)
 
     async def _dispatch(self, uid: int, pid: int, payload: Any) -> dict[str, Any]:
         deadline = time.monotonic() + self.call_deadline
@@ -406,6 +433,10 @@ class ExportService:
                     reply = await self._dispatch(uid, pid, payload)
             writer.write(json.dumps(reply, ensure_ascii=False, default=str).encode() + b"\n")
             await writer.drain()
+            # Closing with unread input resets the connection and loses the reply: let the
+            # client's rest (an oversized line) drain, bounded in bytes and time.
+            writer.write_eof()
+            await _discard(reader, limit=DRAIN_BYTES, seconds=DRAIN_SECONDS)
         except (ConnectionError, BrokenPipeError):
             pass  # the client went away; nothing to answer
         finally:
@@ -427,6 +458,22 @@ class ExportService:
     def close(self) -> None:
         """Stop the worker pool (calls in progress finish; queued ones are dropped)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def _discard(reader: asyncio.StreamReader, *, limit: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    left = limit
+    while left > 0:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            chunk = await asyncio.wait_for(reader.read(min(left, 65536)), timeout=remaining)
+        except (TimeoutError, ValueError):
+            return
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 class _StagingDir(tempfile.TemporaryDirectory):  # type: ignore[type-arg]

@@ -204,6 +204,10 @@ def _link_jupyter_server_extension(serverapp: Any) -> None:
     # whatever other configuration says.
     guard = WorkspaceGuard(parent=serverapp)
     serverapp.contents_manager_class = EnclaveContentsManager
+    # The server-info and browser-open files would put the server's Hub API token in the
+    # runtime folder, which the kernels read (their connection files are there): never write them.
+    serverapp.write_server_info_file = lambda: None
+    serverapp.write_browser_open_files = lambda: None
     if not guard.terminal_enabled:
         serverapp.terminals_enabled = False
     # Kernel websocket connections are created later with the server's config: rate-limit

@@ -20,7 +20,8 @@ EXTENSION = "enclave.workspace.server_ext"
 RUN_FOLDER = "run"
 SOCKET_NAME = "export.sock"
 LAB_STATE = Path(".jupyter") / "lab"
-USER_DATA = "/tmp/jupyter-data"
+# Made by the sandbox (enclave.hub.sandbox), root's, empty, read-only.
+EMPTY_JUPYTER_DATA = "/var/lib/jupyter"
 
 
 def _check_name(value: str, what: str) -> str:
@@ -134,10 +135,10 @@ def environment(settings: Settings, project_code: str, username: str) -> dict[st
         "JUPYTERLAB_WORKSPACES_DIR": str(workspace / LAB_STATE / "workspaces"),
         # A researcher's ~/.local site-packages must not shadow the guard's modules.
         "PYTHONNOUSERSITE": "1",
-        # Jupyter's user data folder is the sandbox's private /tmp (it must be writable); the
-        # server's root-owned config reads kernel specs and lab extensions from the installation
-        # only, since the kernel can write here (jupyter_config/jupyter_server_config.py).
-        "JUPYTER_DATA_DIR": USER_DATA,
+        # Jupyter's user data folder is an empty read-only folder of the sandbox: one the kernel
+        # could write would be served and loaded (lab extensions, kernel specs, nbconvert
+        # templates); see also jupyter_config/jupyter_server_config.py.
+        "JUPYTER_DATA_DIR": EMPTY_JUPYTER_DATA,
         "JUPYTER_PREFER_ENV_PATH": "1",
     }
     forbidden = [settings.keys_dir.resolve(), settings.vault_dir.resolve()]

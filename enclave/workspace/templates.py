@@ -95,7 +95,10 @@ def prepare_workspace(
     try:
         ws_fd = make_dir_beneath(root_fd, workspace_dir(settings, project_code, username).name, mode=0o700)
         try:
-            os.close(make_dir_beneath(ws_fd, OUTPUTS_FOLDER))
+            # A researcher who replaced outputs/ by a link or a file keeps it: never followed,
+            # never removed (save_output will say it is not a folder).
+            with contextlib.suppress(UnsafePath):
+                os.close(make_dir_beneath(ws_fd, OUTPUTS_FOLDER))
             _copy_templates_at(ws_fd, packaged_templates_dir())
             if not _exists_at(ws_fd, EXTRACT_LINK):
                 with contextlib.suppress(FileExistsError):

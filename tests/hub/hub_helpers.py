@@ -43,7 +43,7 @@ PEOPLE = [
 QUOTAS = {
     "memory_limit_mb": 700,
     "cpu_limit": 1.0,
-    "scratch_quota_mb": 16,
+    "scratch_quota_mb": 48,
     "tmp_mb": 8,
     "shm_mb": 4,
     "idle_cull_minutes": 60,
@@ -290,8 +290,33 @@ class Researcher:
         while self.server() is not None and time.monotonic() < deadline:
             time.sleep(0.5)
 
-    def execute(self, code: str, *, timeout: float = 60) -> dict:
-        """Run ``code`` in a new kernel over the websocket API; return its outputs and status."""
+    def ensure_server(self, project: str) -> None:
+        """A ready server of this researcher for ``project`` (the running one, or a new one)."""
+        server = self.server()
+        if server and (server.get("user_options") or {}).get("project") == project and server.get("ready"):
+            return
+        if server:
+            self.stop()
+        self.spawn(project)
+        self.wait_ready()
+
+    def kernel_json(self, code: str, *, timeout: float = 120) -> dict:
+        """Run ``code`` (which prints one JSON document last) in a kernel; return that document."""
+        import json
+
+        out = self.execute(code, timeout=timeout)
+        if out["status"] != "ok" or not out["stdout"].strip():
+            raise AssertionError(
+                f"kernel run failed: {out['status']} {out['error']} {out['stdout'][-2000:]} {out.get('traceback', '')}"
+            )
+        return json.loads(out["stdout"].strip().splitlines()[-1])
+
+    def execute(self, code: str, *, timeout: float = 60, user_expressions: dict | None = None) -> dict:
+        """Run ``code`` in a new kernel over the websocket API; return its outputs and status.
+
+        ``messages`` holds every message answering the request, ``frame_bytes`` the bytes of
+        every frame the gateway sent while it ran (all channels).
+        """
         import json
         import uuid
 
@@ -318,14 +343,14 @@ class Researcher:
                         "code": code,
                         "silent": False,
                         "store_history": False,
-                        "user_expressions": {},
+                        "user_expressions": user_expressions or {},
                         "allow_stdin": False,
                         "stop_on_error": True,
                     },
                 }
             )
         )
-        out: dict = {"stdout": "", "status": None, "error": None, "kernel": kernel, "messages": []}
+        out: dict = {"stdout": "", "status": None, "error": None, "kernel": kernel, "messages": [], "frame_bytes": 0}
         # The reply (shell) and the outputs (iopub) travel on different channels and may arrive
         # in either order: a run is over only when both the execute_reply and the kernel's idle
         # status for this request have arrived (stopping at the reply lost late stdout).
@@ -334,7 +359,9 @@ class Researcher:
         try:
             while time.monotonic() < deadline and not (replied and idle):
                 try:
-                    msg = json.loads(ws.recv())
+                    frame = ws.recv()
+                    out["frame_bytes"] += len(frame)
+                    msg = json.loads(frame)
                 except (websocket.WebSocketTimeoutException, websocket.WebSocketConnectionClosedException):
                     out["status"] = "lost"
                     break
@@ -354,6 +381,7 @@ class Researcher:
                     out["stdout"] += msg["content"]["text"]
                 elif kind == "error":
                     out["error"] = msg["content"]["ename"]
+                    out["traceback"] = "\n".join(msg["content"].get("traceback") or [])[-3000:]
                 elif kind == "status":
                     state = msg["content"].get("execution_state")
                     if state in ("restarting", "dead"):
@@ -365,4 +393,6 @@ class Researcher:
                     replied = True
         finally:
             ws.close()
+            # Each run has its own kernel: shut it down, or they add up to the memory limit.
+            self.api("DELETE", f"kernels/{kernel}")
         return out

@@ -82,9 +82,9 @@ def udp():
 attempt("udp", udp)
 def fill():
     with open(os.environ["ENCLAVE_SCRATCH"] + "/big.bin", "wb") as fh:
-        for _ in range(64):
+        for _ in range(96):
             fh.write(b"\0" * (1 << 20)); fh.flush(); os.fsync(fh.fileno())
-    return "wrote 64 MiB"
+    return "wrote 96 MiB"
 attempt("scratch_over_quota", fill)
 os.remove(os.environ["ENCLAVE_SCRATCH"] + "/big.bin")
 attempt("scratch_small", lambda: open(os.environ["ENCLAVE_SCRATCH"] + "/ok.txt", "w").write("fine"))

@@ -332,10 +332,14 @@ class KernelTrafficGuard:
 
 def _reply(parent: dict[str, Any], channel: str, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
     """A message the gateway sends in the kernel's name, answering ``parent``."""
+    msg_id = uuid.uuid4().hex
     return {
         "channel": channel,
+        # The legacy protocol repeats these at the top level (jupyter-server's own messages do).
+        "msg_id": msg_id,
+        "msg_type": msg_type,
         "header": {
-            "msg_id": uuid.uuid4().hex,
+            "msg_id": msg_id,
             "msg_type": msg_type,
             "username": "enclave-gateway",
             "session": str(parent.get("session", "")),

@@ -370,6 +370,11 @@ class _HttpProxy(RequestHandler):
             # Connection failed or the answer exceeded what any route may send.
             raise GatewayRefusal(f"{relative}: the workspace server did not answer within the enclave's limits "
                                  f"({response.error})", status=502, kind="upstream")
+        if response.code == 403 and kind is Kind.CONTENTS:
+            # The in-server guard (the second layer) refused it: audited here, where the
+            # researcher cannot suppress the record.
+            gateway.refused("download" if method == "GET" else "upload",
+                            f"{relative}: refused by the workspace server's guard", method=method, path=relative)
         if owner is None and kind is not Kind.PROBE:
             location = response.headers.get("Location", "")
             safe_redirect = (location.startswith(("/", "http://", "https://")) and "/hub/" in location) or (

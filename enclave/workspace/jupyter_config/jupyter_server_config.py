@@ -8,10 +8,11 @@ server's secrets out of reach of the kernels it will start:
   configuration, which stays in this process;
 * the process becomes non-dumpable, so a kernel (same Unix user) can read neither its memory nor
   ``/proc/<pid>/environ``, where the original environment would still be;
-* kernels, lab extensions (and their themes) come only from the installation: the user data
-  folder (``JUPYTER_DATA_DIR``, in the sandbox's private ``/tmp``) is one the kernel can write,
-  and the server would list and serve what is there (a lab extension's script runs in every
-  page); notebook signatures stay in memory, so a kernel cannot mark a notebook trusted;
+* kernel specs and lab extensions (and their themes) come only from the installation: the
+  user's folders are ones the kernel can write (IPython's under ``/tmp``), and the server would
+  list, serve and run what is there (a lab extension's script runs in every page); Jupyter's
+  user data folder is an empty read-only one of the sandbox; notebook signatures stay in
+  memory, so a kernel cannot mark a notebook trusted;
 * JupyterLab's extension manager is read-only (it would install packages).
 """
 
@@ -34,9 +35,10 @@ if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
     raise SystemExit("enclave: cannot make the workspace server non-dumpable; refusing to start")
 
 _shared = os.path.join(sys.prefix, "share", "jupyter")
-c.KernelSpecManager.kernel_dirs = [os.path.join(_shared, "kernels")]
+c.ServerApp.kernel_spec_manager_class = "enclave.workspace.kernelspecs.InstalledKernelSpecManager"
 c.KernelSpecManager.allowed_kernelspecs = {"python3"}
 c.LabApp.labextensions_path = [os.path.join(_shared, "labextensions")]
 c.LabApp.extra_labextensions_path = []
 c.NotebookNotary.db_file = ":memory:"
+c.NotebookNotary.secret = os.urandom(32)
 c.LabApp.extension_manager = "readonly"
